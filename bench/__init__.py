@@ -1,0 +1,1 @@
+"""The pipeline: configuration, the RL loop, rollouts, evaluation and reports."""
