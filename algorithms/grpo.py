@@ -23,6 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from algorithms import ops
 from algorithms.base import Advantages, Algorithm, AlgorithmConfig, Groups, RewardBatch
 
@@ -43,12 +46,16 @@ class GRPO(Algorithm):
         return group_advantages(batch.rewards_b, batch.prompt_b, groups.num_prompts, self.config.scale_by_std)
 
 
-def group_advantages(rewards_b, prompt_b, num_prompts: int, scale_by_std: bool) -> Advantages:
+def group_advantages(rewards_b: Tensor, prompt_b: Tensor, num_prompts: int, scale_by_std: bool) -> Advantages:
     """Group-relative advantages; shared by GRPO, Dr.GRPO, DAPO and GSPO."""
     stats = ops.group_stats(rewards_b, prompt_b, num_prompts)
     adv_b = rewards_b.double() - stats.mean_g[prompt_b]
     if scale_by_std:
         adv_b = adv_b / (stats.std_g[prompt_b] + EPS)
-    zero_std = (stats.std_g == 0) & (stats.count_g > 0)
-    metrics = {"zero_std_frac": zero_std.double().sum().item() / max((stats.count_g > 0).sum().item(), 1)}
+    # A group whose rewards are all equal gets exactly 0: the rounding error of its mean
+    # (0.37 * 3 / 3 != 0.37) divided by 1e-6 would otherwise leave a small gradient.
+    constant_g = ops.group_is_constant(rewards_b, prompt_b, num_prompts)
+    adv_b = torch.where(constant_g[prompt_b], torch.zeros_like(adv_b), adv_b)
+    present_g = stats.count_g > 0
+    metrics = {"zero_std_frac": (constant_g & present_g).sum().item() / max(present_g.sum().item(), 1)}
     return Advantages(adv_b=adv_b.to(rewards_b.dtype), metrics=metrics)

@@ -39,6 +39,9 @@ Deviations:
   (a <= b) after each update, since the two SA updates could cross on ties.
 - The tracker lives in units of a full bundle's score. A smaller last bundle uses it scaled by
   B_k / B, and contributes its scores scaled by B / B_k to the update.
+- ``normalize_std`` takes a bundle std <= 1e-3 as 1, the rule the code applies to question
+  stds. The code divides by 0 + 1e-6 there; with batch quantiles such a bundle's advantage is 0
+  either way, but with tracked quantiles it is not, and would be multiplied by a million.
 - The reference divides by (beta - alpha + 1e-6), (alpha + 1e-6) and (1 - beta + 1e-6); here the
   divisions are exact (changes the 6th significant digit).
 - Every question of a riskpo batch must have the same number of responses; the code silently
@@ -62,6 +65,7 @@ from algorithms import ops
 from algorithms.base import Advantages, Algorithm, AlgorithmConfig, Groups, LossAgg, RewardBatch
 
 EPS = 1e-6  # the reference code's epsilon in std divisions
+MIN_STD = 1e-3  # a std at or below this counts as 1 (the code's rule for question stds)
 
 
 class Pairing(str, Enum):
@@ -145,6 +149,7 @@ class RiskPO(Algorithm):
 
     def advantages(self, batch: RewardBatch, groups: Groups, state: QuantileTracker) -> Advantages:
         c = self.config
+        groups = Groups(bundle_p=groups.bundle_p.to(batch.rewards_b.device))
         papers = make_papers(batch, groups, c.pairing)
         full = float(c.bundle_size)
         scale_k = papers.size_k.double() / full  # 1 for a full bundle
@@ -185,10 +190,10 @@ class RiskPO(Algorithm):
     def _quantiles(self, papers: Papers, state: QuantileTracker, scale_k: Tensor) -> Tensor:
         """[K, 2] the (a, b) each bundle's advantage uses."""
         c = self.config
-        tracked_k2 = torch.tensor([state.a, state.b], dtype=torch.float64)[None, :] * scale_k[:, None]
+        tracked_k2 = scale_k.new_tensor([state.a, state.b])[None, :] * scale_k[:, None]
         if c.quantile_source is QuantileSource.tracked:
             return tracked_k2
-        levels = torch.tensor([c.alpha, c.beta], dtype=torch.float64)
+        levels = scale_k.new_tensor([c.alpha, c.beta])
         batch_k2 = torch.quantile(papers.score_kg.double(), levels, dim=1).T
         return batch_k2 if c.quantile_source is QuantileSource.batch else (batch_k2 + tracked_k2) / 2
 
@@ -230,6 +235,7 @@ def paper_advantage(r_kg: Tensor, a_k1: Tensor, b_k1: Tensor, c: RiskPOConfig) -
         adv_kg = (weight * tail_kg / tail_level + band_kg / (c.beta - c.alpha)) / (weight + 1.0)
     if c.normalize_std:
         std_k1 = r_kg.std(dim=1, keepdim=True) if r_kg.shape[1] > 1 else torch.ones_like(a_k1)
+        std_k1 = torch.where(std_k1 > MIN_STD, std_k1, torch.ones_like(std_k1))
         adv_kg = adv_kg / (std_k1 + EPS)
     return adv_kg
 
@@ -243,7 +249,7 @@ def credit_weights(batch: RewardBatch, groups: Groups, papers: Papers, credit: C
         return torch.where(r_b > 0, 0.5, 1.5).to(r_b)
     stats = ops.group_stats(r_b, batch.prompt_b, groups.num_prompts)
     if credit is Credit.std:
-        std_p = torch.where(stats.std_g > 1e-3, stats.std_g, torch.ones_like(stats.std_g))
+        std_p = torch.where(stats.std_g > MIN_STD, stats.std_g, torch.ones_like(stats.std_g))
         return 1.0 / (std_p[batch.prompt_b] + EPS)
     dev_b = r_b - stats.mean_g[batch.prompt_b]
     dev_paper = torch.zeros(papers.score_kg.numel(), dtype=r_b.dtype, device=r_b.device)

@@ -43,9 +43,15 @@ def validate(cfg: DictConfig) -> None:
 
 
 def one_line(err: BaseException) -> str:
-    """The first line of an exception's message (OmegaConf appends key/type context lines)."""
-    text = str(err).strip().strip("'\"") or type(err).__name__
-    return text.splitlines()[0]
+    """An exception's message on one line, with its cause's, without the context lines
+    OmegaConf and Hydra append (keys, types, the config search path)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # no repr quotes
+    text = text.split("Config search path")[0].strip()
+    noise = ("full_key:", "object_type=", "reference_type=")
+    message = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise))
+    if err.__cause__ is not None and not isinstance(err, ConfigError):
+        message = f"{message}: {one_line(err.__cause__)}"
+    return message or type(err).__name__
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -24,13 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 from algorithms.base import RewardBatch
-from bench.config import ConfigError, compose, to_plain
+from bench.config import ConfigError, compose, one_line, to_plain
 
 
 def nested_tensor(rows: Any, what: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Flatten one list per prompt into (values_b, prompt_b), rejecting empty or non-finite input."""
-    if not rows or any(not row for row in rows):
-        raise ValueError(f"{what} must be a non-empty list of non-empty lists, one per prompt")
+    shape_ok = isinstance(rows, list) and rows and all(isinstance(row, list) and row for row in rows)
+    if not shape_ok or not all(isinstance(x, (int, float)) for row in rows for x in row):
+        raise ValueError(f"{what} must be a non-empty list of non-empty lists of numbers, one list per prompt")
     flat = [float(x) for row in rows for x in row]
     if not all(math.isfinite(x) for x in flat):
         raise ValueError(f"{what} must be finite numbers (found NaN or inf)")
@@ -40,12 +41,14 @@ def nested_tensor(rows: Any, what: str, dtype: torch.dtype) -> tuple[torch.Tenso
 
 def explain(cfg: DictConfig) -> dict[str, Any]:
     """Run group -> select -> advantages once and report every intermediate value."""
+    if OmegaConf.is_missing(cfg, "rewards"):
+        raise ValueError("rewards is required: one list per prompt, e.g. rewards='[[1,0,0,1],[0,0,0,0]]'")
     algo = algorithms.build(cfg.algorithm)
-    rows = OmegaConf.to_container(cfg.rewards)
+    rows = _container(cfg.rewards)
     rewards_b, prompt_b = nested_tensor(rows, "rewards", torch.float64)
     lengths_b = None
     if cfg.lengths is not None:
-        lengths_b, length_prompt_b = nested_tensor(OmegaConf.to_container(cfg.lengths), "lengths", torch.float64)
+        lengths_b, length_prompt_b = nested_tensor(_container(cfg.lengths), "lengths", torch.float64)
         if not torch.equal(length_prompt_b, prompt_b):
             raise ValueError("lengths must have the same nesting as rewards")
     num_prompts = len(rows)
@@ -89,6 +92,10 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+
+
 def _plain_state(state: Any) -> Optional[dict]:
     return dataclasses.asdict(state) if dataclasses.is_dataclass(state) else state
 
@@ -98,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         result = explain(compose("explain", argv))
     except (ConfigError, ValueError, KeyError, TypeError) as err:
-        print(f"bench.explain: {str(err).splitlines()[0]}", file=sys.stderr)
+        print(f"bench.explain: {one_line(err)}", file=sys.stderr)
         return 2
     print(to_json(result))
     return 0

@@ -1,0 +1,26 @@
+# make run: set up .venv and run the main job; make test: set up and run the tests.
+.PHONY: setup run test test-all bench clean
+
+PY := .venv/bin/python
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+# The trainer arrives with issue 4; until then the main job explains one RiskPO step.
+run: setup
+	$(PY) -m bench.explain algorithm=riskpo rewards='[[1,0,0,1,1],[0,0,0,0,1],[1,1,0,1,0],[0,0,1,0,0],[1,1,1,1,0]]' algorithm.pairing=ordered
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m ""
+
+bench: setup
+	$(PY) scripts/bench_advantages.py
+
+clean:
+	rm -rf .venv .pytest_cache .hypothesis
