@@ -17,8 +17,9 @@ Equations implemented (R: a paper's score, a/b: the alpha/beta quantiles of pape
 - ``risk_seeking``: the upper tail replaces the lower one: paper form
   A = upper_weight (R - b)^+ + g; reference form upper = (R - b)^+ / (1 - beta),
   A = (upper_weight upper + rvar) / (upper_weight + 1) (the paper's Figure 6 variant);
-- ``natural_baseline=false`` drops the "+a-b" term of g; ``normalize_std`` divides A by the
-  unbiased std of the bundle's paper scores (+1e-6; 1 for a single paper), as the code does;
+- ``natural_baseline=false`` drops the "+a-b" term of g; ``normalize_std`` divides A by
+  std + 1e-6, std the unbiased std of the bundle's paper scores, taken as 1 for a single paper
+  (as the code) and when <= 1e-3 (see Deviations);
 - quantiles: ``batch`` = torch.quantile of the bundle's paper scores (linear interpolation, as
   the code); ``tracked`` = stochastic approximation q <- q + tracker_lr (level - mean 1{R < q})
   over the batch's pooled paper scores; the first batch sets it to its empirical quantiles
@@ -27,7 +28,8 @@ Equations implemented (R: a paper's score, a/b: the alpha/beta quantiles of pape
 - credit of A_j to the responses of paper j: ``uniform`` (the paper), ``std`` (divide by the
   question's unbiased reward std + 1e-6, std taken as 1 when <= 1e-3), ``score`` (0.5 A_j if
   the response's reward > 0 else 1.5 A_j), ``sum_mean`` (A_j (r_i - mean_q) / sum over the
-  paper of (r - mean_q); A_j / B when that sum is within 1e-6 of 0).
+  paper of (r - mean_q); A_j / B_k, B_k the bundle's questions, when that sum is within
+  1e-6 of 0).
 
 Deviations:
 - The tracker is carried forward: the quantiles this step's advantage uses are the state
