@@ -227,13 +227,13 @@ def paper_advantage(r_kg: Tensor, a_k1: Tensor, b_k1: Tensor, c: RiskPOConfig) -
     """[K, G] the MVaR advantage of each paper (see the module docstring)."""
     band_kg = torch.minimum(torch.maximum(r_kg, a_k1), b_k1) - (b_k1 if c.natural_baseline else a_k1)
     if c.risk_seeking:
-        tail_kg, weight, tail_level = (r_kg - b_k1).clamp(min=0), c.upper_weight, 1.0 - c.beta
+        tail_kg, tail_level, weight = (r_kg - b_k1).clamp(min=0), 1.0 - c.beta, c.upper_weight
     else:
-        tail_kg, weight, tail_level = -(a_k1 - r_kg).clamp(min=0), 1.0 + c.omega, c.alpha
+        tail_kg, tail_level = -(a_k1 - r_kg).clamp(min=0), c.alpha
+        weight = 1.0 + c.omega if c.formulation is Formulation.paper else c.w_mix
     if c.formulation is Formulation.paper:
         adv_kg = weight * tail_kg + band_kg
     else:
-        weight = c.upper_weight if c.risk_seeking else c.w_mix
         adv_kg = (weight * tail_kg / tail_level + band_kg / (c.beta - c.alpha)) / (weight + 1.0)
     if c.normalize_std:
         std_k1 = r_kg.std(dim=1, keepdim=True) if r_kg.shape[1] > 1 else torch.ones_like(a_k1)
