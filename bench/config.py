@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
+import tasks
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -40,6 +41,8 @@ def validate(cfg: DictConfig) -> None:
     """Build every typed node once, so its dataclass checks run now."""
     if "algorithm" in cfg:
         algorithms.build(cfg.algorithm)
+    if "task" in cfg:
+        tasks.build(cfg.task)
 
 
 def one_line(err: BaseException) -> str:

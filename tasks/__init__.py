@@ -1,1 +1,57 @@
-"""Task suites: loading, prompt format and verifier, one module per suite (see DESIGN.md, "Tasks")."""
+"""The task registry: one module per suite, one name everywhere.
+
+``math`` is tasks/math.py, the registry key and conf/task/math.yaml. Adding a suite: write the
+module (a config dataclass subclassing TaskConfig and a Task subclass with ``load``, ``score``
+and named prompt templates), add it to ``TASKS`` below, and add conf/task/<name>.yaml pointing
+at ``<name>_schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from tasks.aime import AimeTask
+from tasks.arith import ArithTask
+from tasks.base import Problem, Task, TaskConfig, Verdict
+from tasks.humaneval import HumanEvalTask
+from tasks.math import MathTask
+from tasks.mathvista import MathVistaTask
+
+TASKS: dict[str, type[Task]] = {
+    "math": MathTask,
+    "aime": AimeTask,
+    "humaneval": HumanEvalTask,
+    "mathvista": MathVistaTask,
+    "arith": ArithTask,
+}
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered under ``name``."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def build(config: Any) -> Task:
+    """A task from its config: a dataclass, or a composed Hydra node (validated here)."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_object(config)
+    return get_task(config.name)(config)
+
+
+def register_configs() -> None:
+    """Put every suite's config dataclass in Hydra's ConfigStore as ``task/<name>_schema``."""
+    store = ConfigStore.instance()
+    for name, task in TASKS.items():
+        node = OmegaConf.structured(task.config_type)
+        OmegaConf.set_readonly(node, False)  # frozen dataclass; the node still takes overrides
+        store.store(group="task", name=f"{name}_schema", node=node)
+
+
+register_configs()
+
+__all__ = ["TASKS", "Problem", "Task", "TaskConfig", "Verdict", "build", "get_task"]

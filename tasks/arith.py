@@ -1,0 +1,112 @@
+"""arith: synthetic integer arithmetic, the CPU testbed.
+
+A tiny model trained from scratch on this machine can learn these problems well enough to
+have a base accuracy that RL can move, so entropy collapse can be watched within minutes.
+
+- Problems are generated from a seed: ``operands`` integers of up to ``digits`` digits joined
+  by operators drawn from ``operators`` ("+-*"), evaluated left to right; parentheses are
+  written where precedence would otherwise change that order ("(12+7)*3-5"). Answers are exact
+  integers.
+- Splits are disjoint by construction: a problem belongs to the eval split when a hash of its
+  text falls in the first ``eval_fraction`` of the hash range, to train otherwise, whatever
+  the seed or sizes.
+- ``demonstration(problem)`` is a worked solution, one step per operator, ending in
+  \\boxed{answer}: the supervised warm start of the tiny model imitates it.
+- Judged by the math suite's verifier (``tasks.math.judge``), like every math answer.
+
+Deviations: none (this task is the project's own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from tasks.base import Problem, Task, TaskConfig, Verdict
+from tasks.math import judge
+
+TEMPLATES = {
+    "plain": "{question}",  # the tiny model learns the answer format from demonstrations
+    "boxed": "{question} Put the final answer in \\boxed{{}}.",
+}
+
+
+@dataclass(frozen=True)
+class ArithConfig(TaskConfig):
+    name: str = "arith"
+    template: str = "plain"
+    train: str = "train"
+    eval: tuple[str, ...] = ("arith",)
+    digits: int = 2  # operands are drawn from 0 .. 10^digits - 1
+    operands: int = 2  # numbers per problem (operands - 1 chained steps)
+    operators: str = "+-"  # drawn uniformly per step
+    train_size: int = 20000
+    eval_size: int = 500
+    eval_fraction: float = 0.1  # share of the problem space (by hash) reserved for eval
+    seed: int = 0  # seeds the problem set, not the run
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.digits < 1 or self.operands < 2:
+            raise ValueError(f"arith needs digits >= 1 and operands >= 2, got {self.digits}, {self.operands}")
+        if not self.operators or set(self.operators) - set("+-*"):
+            raise ValueError(f"arith operators={self.operators!r} must be a non-empty string of + - *")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction={self.eval_fraction} must be in (0, 1)")
+
+
+class ArithTask(Task):
+    config_type = ArithConfig
+    version = "1"
+    templates = TEMPLATES
+    benchmarks = ("arith",)
+    config: ArithConfig
+
+    def load(self, split: str) -> list[Problem]:
+        c = self.config
+        if split not in ("train", "arith"):
+            raise ValueError(f"arith: unknown split {split!r}; valid: train, arith")
+        want_eval = split == "arith"
+        size = c.eval_size if want_eval else c.train_size
+        space = (10**c.digits) ** c.operands * len(c.operators) ** (c.operands - 1)
+        if size > space * (c.eval_fraction if want_eval else 1 - c.eval_fraction) / 2:
+            raise ValueError(f"arith: {size} {split} problems is too many for digits={c.digits}, "
+                             f"operands={c.operands}; lower the size or raise the difficulty")
+        rng = random.Random(f"{c.seed}-{split}")
+        seen: dict[str, Problem] = {}
+        while len(seen) < size:
+            text, steps = generate(rng, c.digits, c.operands, c.operators)
+            if text not in seen and in_eval_split(text, c.eval_fraction) == want_eval:
+                seen[text] = Problem(uid=f"arith-{text}", benchmark=split, question=f"Compute {text}.",
+                                     answer=str(steps[-1][2]), metadata={"steps": steps})
+        return list(seen.values())
+
+    def score(self, problem: Problem, completion: str) -> Verdict:
+        return judge(completion, problem.answer)
+
+
+def generate(rng: random.Random, digits: int, operands: int, operators: str) -> tuple[str, list]:
+    """(problem text, steps): each step is (left value, "op right", result), left to right."""
+    value = rng.randrange(10**digits)
+    text, steps, low_precedence = str(value), [], False
+    for _ in range(operands - 1):
+        op, right = rng.choice(operators), rng.randrange(10**digits)
+        if op == "*" and low_precedence:
+            text = f"({text})"
+        result = value * right if op == "*" else value + right if op == "+" else value - right
+        steps.append((value, f"{op}{right}", result))
+        text, value, low_precedence = f"{text}{op}{right}", result, op in "+-" or low_precedence and op != "*"
+    return text, steps
+
+
+def in_eval_split(text: str, eval_fraction: float) -> bool:
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return digest < eval_fraction * 2**64
+
+
+def demonstration(problem: Problem) -> str:
+    """A worked solution: "12+7 = 19. 19*3 = 57. The answer is \\boxed{57}."."""
+    steps = problem.metadata["steps"]
+    work = " ".join(f"{left}{step} = {result}." for left, step, result in steps)
+    return f"{work} The answer is \\boxed{{{problem.answer}}}."

@@ -1,0 +1,135 @@
+"""The task contract: what every suite loads, how it prompts, and how it judges.
+
+A suite is one module holding its loader, its prompt templates and its verifier together, so
+the instruction a template gives ("put the final answer in \\boxed{}") sits next to the code
+that relies on it. Training rewards and evaluation both call ``Task.score``: they cannot
+disagree.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark item, normalised across files whose field names differ."""
+
+    uid: str  # unique within its benchmark and stable across versions
+    benchmark: str  # math500, gsm8k, aime24, humaneval, mathvista, arith, ...
+    question: str  # the problem text, before any prompt template
+    answer: str  # the gold answer as text (math: LaTeX; aime: an integer)
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # suite-specific: choices, tests, unit, ...
+    image: Optional[str] = None  # path of the item's image (MathVista)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verifier's judgement of one completion."""
+
+    reward: float  # what training optimises (before any named shaping transform)
+    correct: bool  # what pass@k counts
+    extracted: Optional[str]  # the answer read from the completion; None if there was none
+    reason: str  # one word or phrase: correct, wrong, no_answer, timeout, error: ..., ...
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Settings every suite has; each suite subclasses it (defaults live only there)."""
+
+    name: str = ""
+    data_dir: Optional[str] = None  # directory of the benchmark files; None: ../shared/data beside the project
+    template: str = ""  # a key of the suite's TEMPLATES
+    train: str = ""  # the split or pool training draws from
+    eval: tuple[str, ...] = ()  # the benchmarks evaluated during and after training
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eval", tuple(self.eval))
+
+
+class Task:
+    """Base class of a suite; subclasses set the class attributes and implement the three hooks."""
+
+    config_type: ClassVar[type[TaskConfig]] = TaskConfig
+    version: ClassVar[str] = "0"  # bumped whenever loading, prompting or judging changes a result
+    templates: ClassVar[Mapping[str, str]] = {}  # name -> text with a {question} placeholder
+    benchmarks: ClassVar[tuple[str, ...]] = ()  # what ``load`` accepts besides ``train``
+
+    def __init__(self, config: TaskConfig) -> None:
+        if not isinstance(config, self.config_type):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_type.__name__}, got {type(config).__name__}")
+        if config.template not in self.templates:
+            raise ValueError(f"task.template={config.template!r} is not one of: {', '.join(self.templates)}")
+        unknown = [b for b in (config.train, *config.eval) if b not in ("train", *self.benchmarks)]
+        if unknown:
+            raise ValueError(f"{config.name}: unknown split {unknown[0]!r}; valid: train, {', '.join(self.benchmarks)}")
+        self.config = config
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.data_dir).expanduser() if self.config.data_dir else DEFAULT_DATA_DIR
+
+    def data_file(self, relative: str) -> Path:
+        """The path of a data file, or one clear error saying how to point the config at it."""
+        path = self.data_dir / relative
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: the {self.config.name} task reads {relative} under task.data_dir "
+                f"(now {self.data_dir}); set task.data_dir=<directory holding {relative}>"
+            )
+        return path
+
+    def load(self, split: str) -> list[Problem]:
+        """The problems of ``split``: "train" or one of ``benchmarks``."""
+        raise NotImplementedError
+
+    def prompt(self, problem: Problem) -> list[dict[str, Any]]:
+        """Chat messages for the policy: by default one user turn from the configured template."""
+        return [{"role": "user", "content": self.templates[self.config.template].format(question=problem.question)}]
+
+    def score(self, problem: Problem, completion: str) -> Verdict:
+        """Judge one completion. Runs in the calling process's main thread (see tasks.scoring)."""
+        raise NotImplementedError
+
+    def inline_problem(self, row: Mapping[str, Any]) -> Problem:
+        """A problem from a gold answer given inline (bench.score rows without an id)."""
+        return Problem(uid="inline", benchmark="inline", question=str(row.get("question", "")), answer=str(row["answer"]))
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """Rows of a JSON-lines file (gzip-compressed when the name ends in .gz)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from err
+
+
+def load_hf_rows(name: str, split: str, config_name: Optional[str] = None) -> list[dict]:
+    """Rows of a Hugging Face dataset; offline and not cached -> one clear error, at once.
+
+    With HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set (the tests set both) ``datasets`` does not
+    retry the hub; whatever it raises is turned into a message saying what to do.
+    """
+    import datasets  # heavy; only needed for this path
+
+    try:
+        return list(datasets.load_dataset(name, config_name, split=split))
+    except Exception as err:  # datasets raises many types for "not reachable / not cached"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        where = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached"
+        raise FileNotFoundError(
+            f"Hugging Face dataset {name!r} (split {split!r}) is not in the local cache and {where}: "
+            f"download it on a connected machine or point task.data_dir at local files ({type(err).__name__})"
+        ) from err
