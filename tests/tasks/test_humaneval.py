@@ -289,7 +289,7 @@ def test_hostile_completion_scores_zero_and_leaves_nothing(name):
     seconds = time.monotonic() - start
     assert (verdict.reward, verdict.correct) == (0.0, False)
     assert verdict.reason in reasons
-    assert seconds < HOSTILE.config.wall_seconds + 1.0
+    assert seconds < HOSTILE.config.wall_seconds + 3.0  # margin for a loaded machine; unlimited runs take minutes
     assert sandbox_processes() == []
     assert not any(os.path.exists(path) for path in WRITE_TARGETS)
     assert glob.glob(os.path.join(tempfile.gettempdir(), "sandbox-*")) == []  # the run's directory is gone
