@@ -21,6 +21,7 @@ test-all: setup
 
 bench: setup
 	$(PY) scripts/bench_advantages.py
+	$(PY) scripts/bench_humaneval.py
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis

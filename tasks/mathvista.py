@@ -28,7 +28,8 @@ Deviations:
   response to an LLM); the rules read the \\boxed{} the templates ask for. A training reward
   has to be cheap, deterministic and offline.
 - The prompt ends with the template's \\boxed{} instruction instead of build_query.py's "Solution: ".
-- Nearest choice: difflib ratio >= 0.6 with a unique best; the official code always takes the
+- Nearest choice: difflib ratio >= 0.6 with a unique best, and never for a bare number (which
+  names a choice only by value); the official code always takes the
   smallest Levenshtein distance, so any text at all picks some option.
 - Integers: the official int(float(x)) truncates ("3.7" counts for 3); here it is wrong.
 - Floats: decimal rounding half up and numeric equality; the official str(round(float(x), p)) ==
@@ -257,6 +258,8 @@ def match_choice(extracted: str, choices: Sequence[str]) -> Optional[int]:
     same = [i for i, c in enumerate(choices) if value is not None and to_number(c) == value]
     if len(set(keys[i] for i in same)) == 1:
         return same[0]
+    if value is not None:  # a number is not "near" a choice by spelling: 20 is not 2, 11 is not 115°
+        return None
     ratios = sorted((similarity(norm(extracted), k), -i) for i, k in enumerate(keys))
     best, runner_up = ratios[-1], ratios[-2] if len(ratios) > 1 else (0.0, 0)
     return -best[1] if best[0] >= SIMILARITY and best[0] > runner_up[0] else None

@@ -69,6 +69,23 @@ def test_every_gold_answer_is_correct_against_itself(task, items, form):
     assert len(items) - len(wrong) == 1000, f"{1000 - len(wrong)}/1000; first failures: {list(wrong.items())[:5]}"
 
 
+def test_another_items_gold_is_judged_wrong(task, items):
+    """Each item against the next item's gold (skipping equal golds, and a lone letter that does
+    name this item's gold option): nothing may be accepted."""
+    problems = list(items.values())
+    accepted, tried = [], 0
+    for problem, other in zip(problems, problems[1:] + problems[:1]):
+        choices = problem.metadata["choices"] or ()
+        names_gold = len(other.answer) == 1 and problem.answer in choices and \
+            "ABCDEFGH".find(other.answer) == list(choices).index(problem.answer)
+        if other.answer.strip().casefold() == problem.answer.strip().casefold() or names_gold:
+            continue
+        tried += 1
+        if task.score(problem, f"The answer is \\boxed{{{other.answer}}}").correct:
+            accepted.append((problem.uid, problem.answer, other.answer))
+    assert tried > 950 and accepted == []
+
+
 def test_every_gold_option_letter_is_correct(task, items):
     choice_items = [p for p in items.values() if p.metadata["choices"]]
     letters = {p.uid: "ABCDEFGH"[p.metadata["choices"].index(p.answer)] for p in choice_items}
