@@ -9,9 +9,9 @@ setup: .venv/.installed
 	bash scripts/setup.sh
 	touch $@
 
-# The trainer arrives with issue 4; until then the main job explains one RiskPO step.
+# The main job: RiskPO on the arith task with the project's tiny model, on the CPU.
 run: setup
-	$(PY) -m bench.explain algorithm=riskpo rewards='[[1,0,0,1,1],[0,0,0,0,1],[1,1,0,1,0],[0,0,1,0,0],[1,1,1,1,0]]' algorithm.pairing=ordered
+	$(PY) -m bench.run
 
 test: setup
 	$(PY) -m pytest -q

@@ -17,6 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
+import bench.policy  # noqa: F401  (each of these registers its config schema with Hydra)
+import bench.rollout  # noqa: F401
+import bench.sinks  # noqa: F401
+import bench.trainer  # noqa: F401
 import tasks
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -43,6 +47,9 @@ def validate(cfg: DictConfig) -> None:
         algorithms.build(cfg.algorithm)
     if "task" in cfg:
         tasks.build(cfg.task)
+    for group in ("model", "rollout", "trainer", "logger"):
+        if group in cfg:
+            OmegaConf.to_object(cfg[group])
 
 
 def one_line(err: BaseException) -> str:

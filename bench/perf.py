@@ -1,0 +1,133 @@
+"""Performance figures of the pipeline's stages, printed (speed goals live here, not in tests).
+
+    python -m bench.perf memory    # peak memory of log-probs + entropy: chunked vs full logits
+
+``memory`` builds a 2-layer Qwen2 with a real-size vocabulary (151,936, as Qwen2.5) and a small
+hidden size, random weights, so the output head dominates; each variant runs forward and
+backward in a fresh subprocess, and the figure is the growth of the peak over what the process
+held before the computation: ``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set
+(``getrusage`` maxrss) on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Optional, Sequence
+
+import torch
+
+GIB = 2**30
+
+
+def build_model(vocab: int, hidden: int, device: torch.device):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(config).to(device)
+
+
+def naive(model, input_ids_bt: torch.Tensor, attention_mask_bt: torch.Tensor) -> torch.Tensor:
+    """The usual way: full float32 logits, log-softmax, gather, entropy for logging."""
+    logits = model(input_ids=input_ids_bt, attention_mask=attention_mask_bt).logits.float()
+    logp_all = logits.log_softmax(-1)
+    logp_bt = logp_all[:, :-1].gather(-1, input_ids_bt[:, 1:, None]).squeeze(-1)
+    with torch.no_grad():
+        entropy_bt = -(logp_all.exp() * logp_all).sum(-1)
+    entropy_bt.mean().item()
+    return logp_bt
+
+
+def chunked(model, input_ids_bt: torch.Tensor, attention_mask_bt: torch.Tensor, chunk: int) -> torch.Tensor:
+    from bench.policy import token_logprobs
+
+    logp_bt, entropy_bt = token_logprobs(model, input_ids_bt, attention_mask_bt, chunk, with_entropy=True)
+    entropy_bt.detach().mean().item()
+    return logp_bt
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def measure_one(args: argparse.Namespace) -> dict:
+    """One variant in this process: peak memory growth and wall time of forward + backward."""
+    device = torch.device(args.device)
+    model = build_model(args.vocab, args.hidden, device)
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, args.vocab, (args.batch, args.length), generator=gen).to(device)
+    mask = torch.ones_like(input_ids)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = peak_rss_bytes()
+    start = time.perf_counter()
+    if args.variant == "naive":
+        logp = naive(model, input_ids, mask)
+    else:
+        logp = chunked(model, input_ids, mask, args.chunk)
+    logp.sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = peak_rss_bytes()
+    return {"variant": args.variant, "peak_growth_bytes": peak - before, "seconds": time.perf_counter() - start}
+
+
+def memory(args: argparse.Namespace) -> int:
+    if args.variant:  # the child: one measurement, as JSON on the last line
+        print(json.dumps(measure_one(args)))
+        return 0
+    logits_gib = args.batch * args.length * args.vocab * 4 / GIB
+    print(f"log-probs + entropy, forward + backward: vocab {args.vocab:,} x batch {args.batch} x length "
+          f"{args.length:,}, hidden {args.hidden}, on {args.device} (one float32 logits tensor: {logits_gib:.2f} GiB)")
+    results = {}
+    for variant in ("chunked", "naive"):
+        command = [sys.executable, "-m", "bench.perf", "memory", "--variant", variant,
+                   *(f"--{k}={getattr(args, k)}" for k in ("vocab", "hidden", "batch", "length", "chunk", "device"))]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            why = "killed (out of memory?)" if done.returncode < 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"  {variant:8s} failed: {why}")
+            return 1
+        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+        label = f"chunked (chunk={args.chunk})" if variant == "chunked" else "naive (full logits)"
+        print(f"  {label:22s} peak +{results[variant]['peak_growth_bytes'] / GIB:6.2f} GiB   "
+              f"{results[variant]['seconds']:6.1f} s")
+    ratio = results["chunked"]["peak_growth_bytes"] / results["naive"]["peak_growth_bytes"]
+    print(f"  chunked / naive peak: {ratio:.3f} (goal: <= 0.25)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    mem = commands.add_parser("memory", help="peak memory of log-probs + entropy: chunked vs full logits")
+    mem.add_argument("--vocab", type=int, default=151_936)
+    mem.add_argument("--hidden", type=int, default=64)
+    mem.add_argument("--batch", type=int, default=8)
+    mem.add_argument("--length", type=int, default=1024)
+    mem.add_argument("--chunk", type=int, default=None, help="positions per chunk (default: model.logprob_chunk's)")
+    mem.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    mem.add_argument("--variant", choices=["chunked", "naive"], help=argparse.SUPPRESS)  # run one, in this process
+    mem.set_defaults(run=memory)
+    args = parser.parse_args(argv)
+    if getattr(args, "chunk", 0) is None:
+        from bench.policy import ModelConfig
+
+        args.chunk = ModelConfig().logprob_chunk
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

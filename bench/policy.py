@@ -1,0 +1,264 @@
+"""The policy: loading a causal LM, and the log-probs and entropy of the tokens it was given.
+
+``token_logprobs`` never builds the full float32 [batch, length, vocab] logits tensor: it runs
+the decoder once, then applies the output head and the log-softmax to ``chunk`` sequence
+positions at a time, in a fused autograd function whose backward recomputes the chunk's logits
+instead of keeping them (what torch.utils.checkpoint would do, with fewer vocabulary-sized
+buffers). With a 150k vocabulary, 8 x 1024 tokens of float32 logits are 5 GB; a 256-position
+chunk is a quarter of that, freed before the next chunk (``python -m bench.perf memory``
+measures both).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from algorithms.base import coerce_enums
+
+__all__ = ["DType", "Device", "ModelConfig", "load_policy", "register_configs", "resolve_path", "token_logprobs"]
+
+
+class DType(str, Enum):
+    auto = "auto"  # bfloat16 on CUDA, float32 on the CPU
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+class Device(str, Enum):
+    auto = "auto"  # CUDA when available
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which weights the policy starts from and how they run."""
+
+    name: str = "tiny"  # a label for results and reports; the weights come from ``path``
+    path: Optional[str] = None  # a local directory or a hub name; None: the project's tiny model (bench.tiny)
+    dtype: DType = DType.auto
+    device: Device = Device.auto
+    gradient_checkpointing: bool = False  # recompute decoder layers in the backward (long sequences)
+    logprob_chunk: int = 256  # sequence positions per output-head chunk in token_logprobs
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        coerce_enums(self)
+        if self.logprob_chunk < 1:
+            raise ValueError(f"logprob_chunk={self.logprob_chunk} must be >= 1")
+
+
+def register_configs() -> None:
+    """Put ModelConfig in Hydra's ConfigStore as ``model/model_schema``."""
+    node = OmegaConf.structured(ModelConfig)
+    OmegaConf.set_readonly(node, False)  # frozen dataclass; the node still takes overrides
+    ConfigStore.instance().store(group="model", name="model_schema", node=node)
+
+
+register_configs()
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def resolve_path(cfg: ModelConfig) -> str:
+    """The directory or hub name to load: ``cfg.path``, or the tiny model (built once, cached)."""
+    if cfg.path is not None:
+        return cfg.path
+    from bench.tiny import TinyConfig, ensure_base  # imported here: building it pulls in the pretraining code
+
+    return str(ensure_base(TinyConfig()))
+
+
+def _hub_offline() -> bool:
+    flags = (os.environ.get(v, "").upper() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in ("1", "ON", "YES", "TRUE") for flag in flags)
+
+
+def _pick_device(cfg: ModelConfig) -> torch.device:
+    if cfg.device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device is Device.cuda and not torch.cuda.is_available():
+        raise RuntimeError("model.device=cuda but no CUDA device is visible; use model.device=auto or cpu")
+    return torch.device(cfg.device.value)
+
+
+def _pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype is DType.auto:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, cfg.dtype.value)
+
+
+def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
+    """(model, tokenizer) from a directory or hub name, on the configured device and dtype.
+
+    The tokenizer pads on the left (prompts end where generation starts) and has a pad token
+    (its EOS when it has none). Offline (HF_HUB_OFFLINE=1) a name that is neither a directory nor
+    in the local cache fails at once with one line saying how to point the config at weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy; keeps `import bench.policy` light
+
+    path = resolve_path(cfg)
+    local_dir = Path(path).expanduser()
+    if local_dir.is_dir():
+        if not (local_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory; "
+                                    "set model.path=<dir>")
+        path = str(local_dir)
+    kwargs = {"trust_remote_code": cfg.trust_remote_code, "local_files_only": not local_dir.is_dir() and _hub_offline()}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:  # not cached / not reachable; HFValidationError for odd names
+        where = "" if kwargs["local_files_only"] else " and could not be downloaded"
+        raise FileNotFoundError(f"{path} not found locally{where}; set model.path=<dir>") from err
+    device = _pick_device(cfg)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
+    if cfg.gradient_checkpointing:
+        # transformers >= 5 names it activation checkpointing; older releases only have the old name
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer of {path} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+# --- log-probs and entropy -------------------------------------------------------------------
+
+
+def _chunk_log_softmax(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], temperature: float,
+                       lse: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(log p [b, c, V], logsumexp [b, c]) of one chunk, log p computed in place in the logits' buffer.
+
+    The head runs in float32 (half-precision weights are cast) so no bf16 rounding reaches the
+    log-probs. A known ``lse`` (the backward's recomputation) skips the logsumexp and its temporary.
+    """
+    if weight.dtype in (torch.float16, torch.bfloat16):
+        weight, hidden = weight.float(), hidden.float()
+        bias = None if bias is None else bias.float()
+    logits = F.linear(hidden, weight, bias)  # [b, c, V] float32
+    if temperature != 1.0:
+        logits.div_(temperature)
+    if lse is None:
+        lse = torch.logsumexp(logits, dim=-1)
+    return logits.sub_(lse.unsqueeze(-1)), lse
+
+
+class _HeadLogProbs(torch.autograd.Function):
+    """Output head + log-softmax + target log-prob + entropy for one chunk of positions.
+
+    A fused function rather than autograd through the ops: the forward keeps no [b, c, V]
+    tensor for the backward (only the chunk's hidden states), and the backward recomputes the
+    chunk's log-probs and turns them into the logits' gradient in place, so at most two
+    vocabulary-sized buffers of one chunk are alive at any time (autograd through the same ops,
+    even under torch.utils.checkpoint, holds about five).
+
+    With g = d loss / d logp_t and h = d loss / d H (H the entropy, p the distribution), for the
+    logits z = (hidden W^T + b) / T:
+        d loss / d z_v = g (1[v = t] - p_v) - h p_v (log p_v + H)
+    and the gradient to hidden W^T + b is that divided by T.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor,
+                temperature: float, with_entropy: bool) -> tuple[Tensor, Tensor]:
+        ctx.set_materialize_grads(False)  # an output the loss does not use sends None: no work for it
+        logp_all, lse = _chunk_log_softmax(hidden, weight, bias, temperature)
+        logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        if with_entropy:  # H = -sum_v p_v log p_v, as a batched dot product (no third buffer)
+            probs = logp_all.exp()
+            entropy = -(probs.unsqueeze(-2) @ logp_all.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+        else:
+            entropy = logp.new_zeros(logp.shape)
+            ctx.mark_non_differentiable(entropy)
+        ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
+        ctx.temperature, ctx.with_entropy = temperature, with_entropy
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx: Any, grad_logp: Optional[Tensor], grad_entropy: Optional[Tensor]):
+        hidden, weight, bias, targets, lse, entropy = ctx.saved_tensors
+        logp_all, _ = _chunk_log_softmax(hidden, weight, bias, ctx.temperature, lse)
+        dtype = logp_all.dtype  # float32, or float64 for a float64 model
+        g = torch.zeros_like(entropy) if grad_logp is None else grad_logp.to(dtype)
+        dz = logp_all.exp()  # p
+        if ctx.with_entropy and grad_entropy is not None:
+            h = grad_entropy.to(dtype).unsqueeze(-1)
+            coef = logp_all.add_(entropy.unsqueeze(-1)).mul_(h.neg()).sub_(g.unsqueeze(-1))  # -h (log p + H) - g
+            dz.mul_(coef)
+        else:
+            dz.mul_(g.neg().unsqueeze(-1))
+        del logp_all
+        dz.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
+        if ctx.temperature != 1.0:
+            dz.div_(ctx.temperature)
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_hidden = (dz @ weight.to(dtype)).to(hidden.dtype) if need_hidden else None
+        grad_weight = (dz.flatten(0, 1).T @ hidden.flatten(0, 1).to(dtype)).to(weight.dtype) if need_weight else None
+        grad_bias = dz.sum((0, 1)).to(bias.dtype) if need_bias else None
+        return grad_hidden, grad_weight, grad_bias, None, None, None
+
+
+def _check_plain_head(model: Any) -> None:
+    """The chunked head reproduces ``lm_head(h)``; models that change logits after it are refused."""
+    config = model.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", 1.0) not in (None, 1.0) \
+            or getattr(config, "logits_scaling", 1.0) not in (None, 1.0):
+        raise NotImplementedError(f"{type(model).__name__} rescales or soft-caps its logits after the output head; "
+                                  "token_logprobs computes plain lm_head logits")
+
+
+def token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int, with_entropy: bool,
+                   *, temperature: float = 1.0) -> tuple[Tensor, Optional[Tensor]]:
+    """Per-token log-probs (and entropies) of a batch under ``model``, chunked over positions.
+
+    For t >= 1, ``logp_bt[:, t] = log p(x_t | x_<t)`` and ``entropy_bt[:, t]`` is the exact entropy
+    of the full-vocabulary distribution that predicted x_t. Both are 0 at t = 0 and wherever x_t or
+    x_{t-1} is padding, so a left-padded row gives the same values as the unpadded one (position
+    ids follow the attention mask). ``temperature`` divides the logits (to score under the
+    sampling distribution). Gradients reach the model's parameters through both outputs (an
+    entropy bonus works); detach the entropy to log it.
+
+    input_ids_bt, attention_mask_bt: [B, T] -> (logp_bt [B, T], entropy_bt [B, T] or None), float32
+    (float64 for a float64 model)
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk} must be >= 1")
+    _check_plain_head(model)
+    mask_bt = attention_mask_bt.long()
+    position_ids_bt = (mask_bt.cumsum(-1) - 1).clamp(min=0)
+    hidden_btd = model.get_decoder()(input_ids=input_ids_bt, attention_mask=mask_bt, position_ids=position_ids_bt,
+                                     use_cache=False).last_hidden_state
+    head = model.get_output_embeddings()
+    bias = getattr(head, "bias", None)
+    B, T = input_ids_bt.shape
+    dtype = torch.float64 if head.weight.dtype == torch.float64 else torch.float32
+    first = torch.zeros(B, 1, dtype=dtype, device=input_ids_bt.device)
+    logps, entropies = [first], [first]
+    for start in range(1, T, chunk):  # positions [start, end) are predicted by hidden states [start-1, end-1)
+        end = min(start + chunk, T)
+        logp, entropy = _HeadLogProbs.apply(hidden_btd[:, start - 1 : end - 1], head.weight, bias,
+                                            input_ids_bt[:, start:end], temperature, with_entropy)
+        logps.append(logp)
+        entropies.append(entropy)
+    valid_bt = torch.zeros_like(mask_bt, dtype=torch.bool)
+    valid_bt[:, 1:] = (mask_bt[:, 1:] > 0) & (mask_bt[:, :-1] > 0)
+    logp_bt = torch.cat(logps, dim=1).masked_fill(~valid_bt, 0.0)
+    if not with_entropy:
+        return logp_bt, None
+    return logp_bt, torch.cat(entropies, dim=1).masked_fill(~valid_bt, 0.0)

@@ -1,0 +1,147 @@
+"""Where a run's results go: the run directory, parquet tables written atomically, wandb.
+
+A run directory holds ``config.yaml`` (the resolved config), ``env.json`` (git commit and
+dirty flag, package versions, device), ``metrics.parquet`` (one row per step),
+``samples.parquet`` (a few completions per step with their verdicts), ``eval.parquet`` and
+``checkpoints/``. Tables are rewritten whole through a temporary file and ``os.replace`` after
+every step, so a crash loses at most the step in progress and never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from tasks.base import PROJECT_ROOT
+
+PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm")
+
+
+class LoggerKind(str, Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"  # files only, under the run directory; `wandb sync` uploads them later
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.wandb
+    mode: WandbMode = WandbMode.offline
+    project: str = "riskpo-bench"
+
+
+def register_configs() -> None:
+    node = OmegaConf.structured(LoggerConfig)
+    OmegaConf.set_readonly(node, False)
+    ConfigStore.instance().store(group="logger", name="logger_schema", node=node)
+
+
+register_configs()
+
+
+def write_atomically(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then move the file into place in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Table:
+    """A parquet table grown row by row; rows already on disk are read back on resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = pd.read_parquet(path).to_dict("records") if path.exists() else []
+
+    def truncate(self, before_step: int) -> None:
+        """Forget rows of steps >= before_step (a resumed run redoes them)."""
+        self.rows = [r for r in self.rows if r["step"] < before_step]
+        self.flush()
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self.flush()
+
+    def flush(self) -> None:
+        frame = pd.DataFrame(self.rows)
+        write_atomically(self.path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Git commit and dirty flag, package versions, device: enough to say what produced a run."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain")),
+            "python": platform.python_version(), "platform": platform.platform(), "device": device,
+            "packages": versions}
+
+
+class Sinks:
+    """Everything a step reports goes through here: parquet tables, wandb, the console summary."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], logger: LoggerConfig, device: str, resume_step: int = 0):
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(config)))
+        write_atomically(run_dir / "env.json", lambda tmp: tmp.write_text(json.dumps(environment(device), indent=2)))
+        self.metrics = Table(run_dir / "metrics.parquet")
+        self.samples = Table(run_dir / "samples.parquet")
+        self.eval = Table(run_dir / "eval.parquet")
+        for table in (self.metrics, self.samples, self.eval):
+            table.truncate(resume_step)
+        self.wandb = self._start_wandb(logger, config) if logger.kind is LoggerKind.wandb else None
+
+    def _start_wandb(self, logger: LoggerConfig, config: dict[str, Any]) -> Optional[Any]:
+        import wandb
+
+        return wandb.init(project=logger.project, dir=str(self.run_dir), mode=logger.mode.value, config=config,
+                          name=self.run_dir.name, id=self.run_dir.name.replace("/", "-"), resume="allow")
+
+    def log(self, step: int, metrics: dict[str, float], samples: list[dict[str, Any]]) -> None:
+        self.metrics.add([{"step": step, **metrics}])
+        self.samples.add([{"step": step, **s} for s in samples])
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def log_eval(self, step: int, rows: list[dict[str, Any]]) -> None:
+        self.eval.add([{"step": step, **r} for r in rows])
+        if self.wandb is not None:
+            self.wandb.log({f"eval/{r['benchmark']}/pass@{r['k']}": r["pass_at_k"] for r in rows}, step=step)
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,212 @@
+"""The project's own tiny model: tokenizer, Qwen2-style config, and the cached warm-started base.
+
+The hub is unreachable on the CPU testbed, so the default run trains a model the project builds
+itself (DESIGN.md, "Models and engines"):
+
+- a byte-level BPE tokenizer trained with ``tokenizers`` on arith prompts and demonstrations,
+  with Qwen2's pre-tokenizer (every digit its own token), any other text through bytes; a chat
+  template of ``<|user|>...<|end|><|assistant|>`` with ``<|end|>`` as eos;
+- a Qwen2-style decoder of hidden 128, 4 layers, 4 heads (about 1.1M parameters, tied embeddings);
+- weights warm-started by supervised training on arith demonstrations (``bench.pretrain``),
+  budgeted in steps so the result does not depend on the machine's speed.
+
+``ensure_base(config)`` returns a directory that ``from_pretrained`` loads (model, tokenizer,
+``meta.json`` with the measured pass@1): the checkpoint shipped in ``checkpoints/`` when its
+fingerprint matches, else the cache (``$RISKPO_BENCH_CACHE``, default ``~/.cache/riskpo-bench``),
+else it is built there once (a few minutes on two cores). Every algorithm starts from the same
+weights. The fingerprint hashes every field of ``TinyConfig`` and ``FORMAT_VERSION``: change
+either and the old checkpoint is no longer used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
+
+from tasks.arith import ArithConfig, ArithTask, demonstration
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_DIR = PROJECT_ROOT / "checkpoints"  # built by `python -m bench.pretrain`, kept in git
+CACHE_ENV = "RISKPO_BENCH_CACHE"
+FORMAT_VERSION = 1  # bump when the tokenizer, model or warm-start code changes what gets built
+META_FILE = "meta.json"
+
+# Fixed ids 0..4 (the BPE trainer puts special tokens first, in this order).
+PAD, EOS = "<|pad|>", "<|end|>"
+SPECIAL_TOKENS = (PAD, EOS, "<|system|>", "<|user|>", "<|assistant|>")
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{ raise_exception('the tiny chat template has no role ' + message['role']) }}"
+    "{%- endif -%}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}"
+)
+
+
+def _arith_default() -> ArithConfig:
+    # The probe's task ("Compute a+-b", a, b < 100). 9,000 problems: about half of the train
+    # side of that problem space, the most ArithTask.load accepts for it.
+    return ArithConfig(train_size=9000)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Everything that decides the tiny base checkpoint: tokenizer, architecture, warm start."""
+
+    # tokenizer
+    vocab_size: int = 320  # BPE vocabulary cap and embedding rows (the arith corpus fills ~290)
+    # architecture (Qwen2-style)
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 128  # prompt + response is under 40 tokens for two operands
+    rope_theta: float = 10000.0
+    # supervised warm start (bench.pretrain); budgeted in steps, not seconds
+    steps: int = 1500
+    lr: float = 2e-3
+    batch_size: int = 64
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0  # model init, data order and the measurement's sampling
+    arith: ArithConfig = field(default_factory=_arith_default)  # the problems it imitates
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(f"tiny: hidden_size {self.hidden_size}, num_heads {self.num_heads} and "
+                             f"num_kv_heads {self.num_kv_heads} must divide evenly")
+        if self.steps < 1 or self.batch_size < 1 or not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"tiny: need steps >= 1, batch_size >= 1 and 0 <= warmup_steps <= steps")
+        if self.vocab_size <= 256 + len(SPECIAL_TOKENS):
+            raise ValueError(f"tiny: vocab_size {self.vocab_size} leaves no room past the 256 bytes and specials")
+
+    def fingerprint(self) -> str:
+        """A short hash of every field, the format version and the task version."""
+        payload = {"format": FORMAT_VERSION, "arith_version": ArithTask.version, **dataclasses.asdict(self)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def name(self) -> str:
+        """The checkpoint directory's name: ``tiny-<fingerprint>``."""
+        return f"tiny-{self.fingerprint()}"
+
+
+def corpus(config: TinyConfig) -> list[str]:
+    """What the tokenizer is trained on: the rendered prompts and demonstrations of the train split."""
+    task = ArithTask(config.arith)
+    problems = task.load(task.config.train)
+    return [m["content"] for p in problems for m in task.prompt(p)] + [demonstration(p) for p in problems]
+
+
+def build_tokenizer(config: TinyConfig) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with the chat template, pad and eos, trained on the arith corpus.
+
+    Its normalizer and pre-tokenizer are Qwen2's own, because ``AutoTokenizer`` loads any
+    ``qwen2`` checkpoint as ``Qwen2Tokenizer``, which rebuilds that pipeline around the saved
+    vocabulary and merges: built and loaded tokenizers must agree. Qwen2's pattern isolates
+    every digit (``\\p{N}``), so no merge can join two digits; any other text goes through bytes.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: any text encodes
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus(config), trainer)
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=PAD,  # never produced (byte-level); named so Qwen2Tokenizer adds no <|endoftext|>
+        additional_special_tokens=list(SPECIAL_TOKENS[2:]),
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=config.max_positions,
+    )
+
+
+def build_model(config: TinyConfig) -> Qwen2ForCausalLM:
+    """A freshly initialised Qwen2-style model (seed torch first for reproducible weights)."""
+    pad_id, eos_id = SPECIAL_TOKENS.index(PAD), SPECIAL_TOKENS.index(EOS)
+    model = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        max_position_embeddings=config.max_positions,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        tie_word_embeddings=True,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=None,
+    ))
+    # Only the stop and pad ids: sampling settings belong to the rollout engine's config.
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
+    return model
+
+
+def cache_root() -> Path:
+    """Where built checkpoints are cached: ``$RISKPO_BENCH_CACHE`` or ``~/.cache/riskpo-bench``."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/riskpo-bench").expanduser()
+
+
+def read_meta(directory: Path) -> Optional[dict]:
+    """The checkpoint's ``meta.json``, or None when the directory holds no complete checkpoint."""
+    needed = (META_FILE, "config.json", "model.safetensors", "tokenizer.json")
+    if not all((directory / name).is_file() for name in needed):
+        return None
+    return json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+
+
+def is_built(directory: Path, config: TinyConfig) -> bool:
+    meta = read_meta(directory)
+    return meta is not None and meta.get("fingerprint") == config.fingerprint()
+
+
+def ensure_base(config: Optional[TinyConfig] = None, cache_dir: Union[str, Path, None] = None) -> Path:
+    """The directory of the warm-started tiny model for ``config``: shipped, cached, or built now.
+
+    Building runs ``bench.pretrain`` (minutes) and fails if the measured pass@1 is out of range.
+    """
+    config = config or TinyConfig()
+    shipped = SHIPPED_DIR / config.name
+    if is_built(shipped, config):
+        return shipped
+    cached = Path(cache_dir).expanduser() / config.name if cache_dir else cache_root() / config.name
+    if is_built(cached, config):
+        return cached
+    log.warning("tiny model %s is neither shipped (%s) nor cached: building it in %s with bench.pretrain "
+                "(%d steps, a few minutes on two cores)", config.name, SHIPPED_DIR, cached, config.steps)
+    from bench.pretrain import build  # bench.pretrain imports this module
+
+    build(config, cached)
+    return cached
+
+
+__all__ = ["TinyConfig", "build_tokenizer", "build_model", "ensure_base", "cache_root", "read_meta", "SHIPPED_DIR"]

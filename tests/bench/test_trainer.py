@@ -1,0 +1,90 @@
+"""The RL loop end to end on the tiny model: every algorithm, DAPO's refill, kill and resume."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.config import ConfigError, compose
+from bench.run import train
+
+SMALL = ["trainer.steps=2", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
+         "trainer.eval_problems=6", "trainer.eval_n=2", "trainer.eval_every=0", "logger=none"]
+
+
+def run(tmp_path, *overrides):
+    cfg = compose("config", [*SMALL, *overrides])
+    train(cfg, tmp_path)
+    return pd.read_parquet(tmp_path / "metrics.parquet")
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "dr_grpo", "dapo", "gspo", "riskpo", "riskpo_seeking"])
+def test_two_steps_of_every_algorithm(tmp_path, algorithm):
+    extra = ["algorithm.overlong_buffer=8"] if algorithm == "dapo" else []
+    metrics = run(tmp_path, f"algorithm={algorithm}", *extra)
+    assert metrics["step"].tolist() == [0, 1]
+    assert all(math.isfinite(x) for x in metrics["train/loss"]) and all(metrics["train/entropy"] > 0)
+    assert metrics["budget/samples"].iloc[-1] >= 2 * 5 * 4
+    for name in ("config.yaml", "env.json", "samples.parquet", "eval.parquet", "checkpoints/latest"):
+        assert (tmp_path / name).exists(), name
+    from transformers import AutoModelForCausalLM
+
+    from bench.policy import ModelConfig, load_policy
+
+    base, _ = load_policy(ModelConfig())
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step-000002" / "model")
+    changed = [not torch.equal(a, b) for a, b in zip(base.state_dict().values(), trained.state_dict().values())]
+    assert any(changed)
+    evals = pd.read_parquet(tmp_path / "eval.parquet")
+    assert set(evals["step"]) == {0, 2} and set(evals["k"]) == {1, 2}
+
+
+def test_kl_is_zero_at_the_first_step_with_reference_equal_to_policy(tmp_path):
+    metrics = run(tmp_path, "algorithm=grpo", "algorithm.kl_coef=0.1", "trainer.steps=1")
+    assert metrics["train/kl_ref"].iloc[0] == 0.0
+
+
+def test_dapo_refills_the_batch_and_respects_its_bound(tmp_path):
+    metrics = run(tmp_path, "algorithm=dapo", "algorithm.overlong_shaping=false", "trainer.max_resample=1")
+    assert (metrics["rollout/rounds"] <= 2).all()
+    assert (metrics["budget/prompts"].diff().fillna(metrics["budget/prompts"]) >= 5).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["model.path=/nonexistent/model"], "/nonexistent/model not found locally; set model.path=<dir>"),
+        (["rollout.max_new_tokens=0"], "max_new_tokens"),
+        (["trainer.prompts_per_step=5", "trainer.mini_batches=2"], "not divisible"),
+    ],
+)
+def test_clear_errors(tmp_path, overrides, fragment):
+    with pytest.raises((ConfigError, OSError, ValueError), match=fragment):
+        run(tmp_path, *overrides)
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    common = [*SMALL, "trainer.steps=4", "trainer.checkpoint_every=2", "algorithm=riskpo"]
+    whole = tmp_path / "whole"
+    train(compose("config", common), whole)
+    expected = pd.read_parquet(whole / "metrics.parquet")
+
+    cut = tmp_path / "cut"
+    command = [sys.executable, "-m", "bench.run", *common, f"hydra.run.dir={cut}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (cut / "checkpoints" / "step-000002" / "trainer.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    train(compose("config", [*common, f"trainer.resume={cut}"]), cut)
+    resumed = pd.read_parquet(cut / "metrics.parquet")
+    assert resumed["step"].tolist() == [0, 1, 2, 3]
+    columns = [c for c in expected.columns if not c.startswith("budget/wall")]
+    pd.testing.assert_frame_equal(resumed[columns], expected[columns], rtol=1e-6)
