@@ -1,6 +1,11 @@
 """Performance figures of the pipeline's stages, printed (speed goals live here, not in tests).
 
     python -m bench.perf memory    # peak memory of log-probs + entropy: chunked vs full logits
+    python -m bench.perf step [overrides ...]   # time split of training steps of the default run
+
+``step`` runs a few steps of ``bench.run``'s trainer (after one warm-up step) with timers
+around each stage: generate, score, advantages, old log-probs, update (the forward/backward and
+optimizer work); "other" is the rest of the step, the harness's own overhead.
 
 ``memory`` builds a 2-layer Qwen2 with a real-size vocabulary (151,936, as Qwen2.5) and a small
 hidden size, random weights, so the output head dominates; each variant runs forward and
@@ -109,6 +114,51 @@ def memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def timed(totals: dict[str, float], name: str, fn):
+    """``fn`` with its wall time added to ``totals[name]``."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
+
+    return wrapper
+
+
+def step_split(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from bench.config import compose
+    from bench.trainer import Trainer
+
+    overrides = ["logger=none", "trainer.eval_problems=1", *args.overrides]
+    trainer = Trainer(compose("config", overrides), Path(tempfile.mkdtemp(prefix="bench-perf-")))
+    try:
+        trainer.train_step(0)  # warm-up: worker start-up, first-call allocations
+        totals: dict[str, float] = {}
+        trainer.engine.generate = timed(totals, "generate", trainer.engine.generate)
+        trainer.scorer.score = timed(totals, "score", trainer.scorer.score)
+        trainer.algo.advantages = timed(totals, "advantages", trainer.algo.advantages)
+        trainer.update = timed(totals, "update", trainer.update)
+        trainer.logprobs = timed(totals, "old log-probs", trainer.logprobs)  # inside update
+        start = time.perf_counter()
+        for step in range(1, args.steps + 1):
+            trainer.train_step(step)
+        total = time.perf_counter() - start
+    finally:
+        trainer.close()
+    totals["update"] -= totals.get("old log-probs", 0.0)
+    totals["other"] = total - sum(totals.values())
+    print(f"{args.steps} steps of {' '.join(overrides)}: {total:.2f} s, {total / args.steps:.3f} s per step")
+    for name in ("generate", "score", "advantages", "old log-probs", "update", "other"):
+        print(f"  {name:14s} {totals.get(name, 0.0) / args.steps:8.3f} s  {100 * totals.get(name, 0.0) / total:5.1f}%")
+    print(f"  harness overhead ('other'): {100 * totals['other'] / total:.1f}% of the step (goal: < 10%)")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +171,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mem.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     mem.add_argument("--variant", choices=["chunked", "naive"], help=argparse.SUPPRESS)  # run one, in this process
     mem.set_defaults(run=memory)
+    stp = commands.add_parser("step", help="time split of a few training steps")
+    stp.add_argument("--steps", type=int, default=5)
+    stp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. algorithm=grpo")
+    stp.set_defaults(run=step_split)
     args = parser.parse_args(argv)
     if getattr(args, "chunk", 0) is None:
         from bench.policy import ModelConfig

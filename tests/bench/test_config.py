@@ -91,3 +91,10 @@ def test_unknown_algorithm_lists_valid_names():
 
 def test_conf_dir_is_the_repository_conf():
     assert CONF_DIR == Path(algorithms.__file__).resolve().parents[1] / "conf"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("algorithm", list(algorithms.ALGORITHMS))
+def test_paper_experiments_compose_with_every_algorithm(experiment, algorithm):
+    cfg = compose("config", [f"experiment={experiment}", f"algorithm={algorithm}"])
+    assert cfg.trainer.lr == 1e-6 and cfg.rollout.engine.value == "vllm" and cfg.model.path
