@@ -93,7 +93,7 @@ class TinyConfig:
             raise ValueError(f"tiny: hidden_size {self.hidden_size}, num_heads {self.num_heads} and "
                              f"num_kv_heads {self.num_kv_heads} must divide evenly")
         if self.steps < 1 or self.batch_size < 1 or not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"tiny: need steps >= 1, batch_size >= 1 and 0 <= warmup_steps <= steps")
+            raise ValueError("tiny: need steps >= 1, batch_size >= 1 and 0 <= warmup_steps <= steps")
         if self.vocab_size <= 256 + len(SPECIAL_TOKENS):
             raise ValueError(f"tiny: vocab_size {self.vocab_size} leaves no room past the 256 bytes and specials")
 

@@ -14,7 +14,9 @@ The trainer never tests an algorithm's name: what differs lives in the algorithm
 from __future__ import annotations
 
 import copy
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from bench.passk import mean_pass_at_k
 from bench.policy import load_policy, token_logprobs
 from bench.rollout import Rollouts, Sampling, build_engine
 from bench.sampler import PromptSampler
-from bench.sinks import Sinks
+from bench.sinks import Sinks, write_atomically
 from tasks.base import Problem, Verdict
 from tasks.scoring import Scorer
 
@@ -266,14 +268,20 @@ class Trainer:
         return summary
 
     def checkpoint(self) -> Path:
-        path = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
-        self.model.save_pretrained(path / "model")
-        self.tokenizer.save_pretrained(path / "model")
+        """Save everything a resume needs; a kill at any moment leaves the previous checkpoint usable
+        (the new one is written under a temporary name, renamed, then ``latest`` is switched)."""
+        root = self.run_dir / "checkpoints"
+        path, tmp = root / f"step-{self.step:06d}", root / f".step-{self.step:06d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp / "model")
+        self.tokenizer.save_pretrained(tmp / "model")
         state = self.state
         torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "algorithm_state": asdict(state) if is_dataclass(state) else state, "sampler": self.sampler.position,
-                    "budget": self.budget, "rng": rng_state()}, path / "trainer.pt")
-        (self.run_dir / "checkpoints" / "latest").write_text(path.name)
+                    "budget": self.budget, "rng": rng_state()}, tmp / "trainer.pt")
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        write_atomically(root / "latest", lambda f: f.write_text(path.name))
         return path
 
     def _restore(self, run_dir: Path) -> None:

@@ -79,7 +79,8 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     command = [sys.executable, "-m", "bench.run", *common, f"hydra.run.dir={cut}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (cut / "checkpoints" / "step-000002" / "trainer.pt").exists() and time.monotonic() < deadline:
+    latest = cut / "checkpoints" / "latest"
+    while not (latest.exists() and latest.read_text() >= "step-000002") and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

@@ -7,18 +7,16 @@ The canonical run (164 solutions and 164 ``pass`` bodies through the Scorer pool
 
 import glob
 import os
-import re
 import tempfile
 import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from sandbox_probe import sandbox_processes
 
 from tasks.base import PROJECT_ROOT
 from tasks.humaneval import TEMPLATES, HumanEvalConfig, HumanEvalTask, extract
-from tasks.sandbox import RUN_ENV, UID_BASE, UID_SPAN
 from tasks.scoring import Scorer
 
 TASK = HumanEvalTask(HumanEvalConfig())
@@ -27,22 +25,6 @@ BY_UID = {p.uid: p for p in PROBLEMS}
 # tight limits keep the battery fast: 1 s wall, 1 s CPU, 256 MB, 1 MB files, 8 processes
 HOSTILE = HumanEvalTask(HumanEvalConfig(wall_seconds=1.0, cpu_seconds=1, memory_mb=256, file_size_mb=1, processes=8))
 ROOT = os.geteuid() == 0
-
-
-def sandbox_processes() -> list[str]:
-    """'pid state uid' of every process of a sandbox uid or with the sandbox's run variable."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
-        state = re.search(r"^State:\s+(\S+)", status, re.M).group(1)
-        if UID_BASE <= uid < UID_BASE + UID_SPAN or f"{RUN_ENV}=".encode() in environ:
-            found.append(f"{pid} {state} {uid}")
-    return found
 
 
 # ---- loading and prompting ----

@@ -6,15 +6,14 @@ tried to write. Rows that need root skip elsewhere.
 """
 
 import os
-import re
 import shutil
 import socket
 import subprocess
 import threading
 import uuid
-from pathlib import Path
 
 import pytest
+from sandbox_probe import sandbox_processes
 
 from tasks.base import DEFAULT_DATA_DIR, PROJECT_ROOT
 from tasks.sandbox import _BOOTSTRAP, RUN_ENV, UID_BASE, UID_SPAN, Limits, SandboxResult, run_python
@@ -22,22 +21,6 @@ from tasks.sandbox import _BOOTSTRAP, RUN_ENV, UID_BASE, UID_SPAN, Limits, Sandb
 LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=512, file_size_mb=4, processes=8)
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="namespaces and the uid drop need root")
-
-
-def sandbox_processes() -> list[str]:
-    """'pid state uid' of every process that belongs to a sandbox run, zombies included."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
-        state = re.search(r"^State:\s+(\S+)", status, re.M).group(1)
-        if UID_BASE <= uid < UID_BASE + UID_SPAN or f"{RUN_ENV}=".encode() in environ:
-            found.append(f"{pid} {state} {uid}")
-    return found
 
 
 def test_the_leftover_scan_sees_a_stray():
