@@ -16,8 +16,9 @@ Equations implemented:
 Deviations:
 - Dynamic sampling filters on the verifier's reward, before the overlong penalty (the paper's
   accuracy filter and the DAPO recipe's ``acc`` metric).
-- L_max is the generation cap the trainer passes (``RewardBatch.max_length``); the paper's
-  20480-token cap with a 4096 buffer is the default buffer here.
+- L_max is the generation cap the trainer passes (``RewardBatch.max_length``) and the buffer
+  L_cache is a fraction of it, ``overlong_buffer_frac`` (0.2: the paper's 4096 of 20480), so one
+  setting serves a 64-token CPU run and a 20k-token GPU run; rounded to whole tokens, at least 1.
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ class DAPOConfig(GRPOConfig):
     loss_agg: LossAgg = LossAgg.token_mean
     dynamic_sampling: bool = True
     overlong_shaping: bool = True
-    overlong_buffer: int = 4096  # L_cache, tokens before the cap where the penalty ramps
+    overlong_buffer_frac: float = 0.2  # L_cache / L_max: the paper's 4096 of 20480, the last fifth of the cap
     overlong_penalty: float = 1.0  # the penalty at the cap
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.overlong_buffer < 1:
-            raise ValueError(f"overlong_buffer={self.overlong_buffer} must be >= 1 token")
+        if not 0.0 < self.overlong_buffer_frac < 1.0:
+            raise ValueError(f"overlong_buffer_frac={self.overlong_buffer_frac} must be in (0, 1)")
         if self.overlong_penalty < 0:
             raise ValueError(f"overlong_penalty={self.overlong_penalty} must be >= 0")
 
@@ -66,10 +67,8 @@ class DAPO(GRPO):
             if batch.lengths_b is None or batch.max_length is None:
                 raise ValueError("dapo: overlong shaping needs response lengths and max_length "
                                  "(or set algorithm.overlong_shaping=false)")
-            if c.overlong_buffer >= batch.max_length:
-                raise ValueError(f"dapo: overlong_buffer={c.overlong_buffer} must be below the generation "
-                                 f"cap max_length={batch.max_length}; set algorithm.overlong_buffer smaller")
-            penalty_b = ops.overlong_penalty(batch.lengths_b, batch.max_length, c.overlong_buffer, c.overlong_penalty)
+            buffer = max(1, round(c.overlong_buffer_frac * batch.max_length))
+            penalty_b = ops.overlong_penalty(batch.lengths_b, batch.max_length, buffer, c.overlong_penalty)
             rewards_b = rewards_b + penalty_b.to(rewards_b.dtype)
         out = group_advantages(rewards_b, batch.prompt_b, groups.num_prompts, c.scale_by_std)
         metrics = {**out.metrics, "shaped_reward_mean": rewards_b.double().mean().item()}

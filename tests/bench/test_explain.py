@@ -31,7 +31,7 @@ def test_cli_prints_json_with_the_input_nesting():
 def test_every_algorithm_explains(choice):
     args = [f"algorithm={choice}", "rewards=[[1,0,0,1],[0,0,0,0],[1,1,1,0]]"]
     if choice == "dapo":
-        args += ["lengths=[[10,20,30,40],[5,5,5,5],[40,40,40,40]]", "max_length=40", "algorithm.overlong_buffer=20"]
+        args += ["lengths=[[10,20,30,40],[5,5,5,5],[40,40,40,40]]", "max_length=40", "algorithm.overlong_buffer_frac=0.5"]
     result = explain(compose("explain", args))
     assert [len(row) for row in result["advantages"]] == [4, 4, 4]
     assert result["algorithm"]["name"] in algorithms.ALGORITHMS
