@@ -194,8 +194,11 @@ class Trainer:
         """PPO epochs over mini-batches and micro-batches; loss denominators per mini-batch."""
         chunk = self.model_cfg.logprob_chunk
         temperature = self.rollout_cfg.temperature  # the log-probs of the distribution that sampled
+        # With one epoch and one mini-batch every forward pass runs at the sampling weights, so the
+        # old log-probs are that pass's own, detached: a whole forward pass saved (verl does the same).
+        on_policy = self.t.ppo_epochs == 1 and self.t.mini_batches == 1
         with torch.no_grad():
-            old_bt = self.logprobs(self.model, r, chunk, temperature)
+            old_bt = None if on_policy else self.logprobs(self.model, r, chunk, temperature)
             ref_bt = self.logprobs(self.ref, r, chunk, temperature) if self.ref is not None else None
         rows = r.input_ids.shape[0]
         sums: dict[str, float] = {}
@@ -224,7 +227,8 @@ class Trainer:
         logp_bt, ent_bt = token_logprobs(self.model, r.input_ids[micro], r.attention_mask[micro],
                                          self.model_cfg.logprob_chunk, with_entropy=True,
                                          temperature=self.rollout_cfg.temperature)
-        pb = PolicyBatch(logp_bt=logp_bt, old_logp_bt=old_bt[micro], adv_b=adv_b[micro], mask_bt=mask,
+        old = logp_bt.detach() if old_bt is None else old_bt[micro]
+        pb = PolicyBatch(logp_bt=logp_bt, old_logp_bt=old, adv_b=adv_b[micro], mask_bt=mask,
                          ref_logp_bt=None if ref_bt is None else ref_bt[micro])
         token_loss = self.algo.token_loss(pb)
         loss = self.algo.aggregate(token_loss.loss_bt, mask, norm)
