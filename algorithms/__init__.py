@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.base import Algorithm, AlgorithmConfig
@@ -43,16 +42,5 @@ def build(config: Any) -> Algorithm:
     return get_algorithm(config.name)(config)
 
 
-def register_configs() -> None:
-    """Put every algorithm's config dataclass in Hydra's ConfigStore as ``algorithm/<name>_schema``."""
-    store = ConfigStore.instance()
-    for name, algorithm in ALGORITHMS.items():
-        node = OmegaConf.structured(algorithm.config_type)
-        # the dataclasses are frozen; the schema node must still take command-line overrides
-        OmegaConf.set_readonly(node, False)
-        store.store(group="algorithm", name=f"{name}_schema", node=node)
-
-
-register_configs()
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "build", "get_algorithm"]

@@ -12,18 +12,36 @@ from typing import Sequence
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
-import bench.policy  # noqa: F401  (each of these registers its config schema with Hydra)
-import bench.rollout  # noqa: F401
-import bench.sinks  # noqa: F401
-import bench.trainer  # noqa: F401
 import tasks
+from bench.policy import ModelConfig
+from bench.rollout import RolloutConfig
+from bench.sinks import LoggerConfig
+from bench.trainer import TrainerConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def register_schemas() -> None:
+    """Put every config dataclass in Hydra's ConfigStore as ``<group>/<name>_schema``, the node
+    each conf/<group>/*.yaml starts from. The dataclasses are frozen; their nodes are made
+    writable so that command-line overrides still apply (the dataclass checks run in validate)."""
+    schemas = {("algorithm", name): a.config_type for name, a in algorithms.ALGORITHMS.items()}
+    schemas |= {("task", name): t.config_type for name, t in tasks.TASKS.items()}
+    schemas |= {("model", "model"): ModelConfig, ("rollout", "rollout"): RolloutConfig,
+                ("trainer", "trainer"): TrainerConfig, ("logger", "logger"): LoggerConfig}
+    for (group, name), config_type in schemas.items():
+        node = OmegaConf.structured(config_type)
+        OmegaConf.set_readonly(node, False)
+        ConfigStore.instance().store(group=group, name=f"{name}_schema", node=node)
+
+
+register_schemas()
 
 
 class ConfigError(ValueError):

@@ -19,13 +19,11 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from algorithms.base import coerce_enums
 
-__all__ = ["DType", "Device", "ModelConfig", "load_policy", "register_configs", "resolve_path", "token_logprobs"]
+__all__ = ["DType", "Device", "ModelConfig", "load_policy", "resolve_path", "token_logprobs"]
 
 
 class DType(str, Enum):
@@ -58,14 +56,6 @@ class ModelConfig:
             raise ValueError(f"logprob_chunk={self.logprob_chunk} must be >= 1")
 
 
-def register_configs() -> None:
-    """Put ModelConfig in Hydra's ConfigStore as ``model/model_schema``."""
-    node = OmegaConf.structured(ModelConfig)
-    OmegaConf.set_readonly(node, False)  # frozen dataclass; the node still takes overrides
-    ConfigStore.instance().store(group="model", name="model_schema", node=node)
-
-
-register_configs()
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ from typing import Any, Literal, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
-from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from algorithms.base import coerce_enums
@@ -99,14 +97,6 @@ class RolloutConfig:
         return Sampling(seed=seed, **{name: getattr(self, name) for name in shared})
 
 
-def register_configs() -> None:
-    """Put RolloutConfig in Hydra's ConfigStore as ``rollout/rollout_schema``."""
-    node = OmegaConf.structured(RolloutConfig)
-    OmegaConf.set_readonly(node, False)  # frozen dataclass; the node still takes overrides
-    ConfigStore.instance().store(group="rollout", name="rollout_schema", node=node)
-
-
-register_configs()
 
 
 # --- the batch -------------------------------------------------------------------------------

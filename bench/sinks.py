@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
-from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from algorithms.base import coerce_enums
 from tasks.base import PROJECT_ROOT
 
 PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm")
@@ -46,14 +46,10 @@ class LoggerConfig:
     mode: WandbMode = WandbMode.offline
     project: str = "riskpo-bench"
 
-
-def register_configs() -> None:
-    node = OmegaConf.structured(LoggerConfig)
-    OmegaConf.set_readonly(node, False)
-    ConfigStore.instance().store(group="logger", name="logger_schema", node=node)
+    def __post_init__(self) -> None:
+        coerce_enums(self)
 
 
-register_configs()
 
 
 def write_atomically(path: Path, write: Any) -> None:

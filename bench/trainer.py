@@ -24,7 +24,6 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import algorithms
@@ -70,13 +69,6 @@ class TrainerConfig:
                              f"trainer.mini_batches={self.mini_batches}")
 
 
-def register_configs() -> None:
-    node = OmegaConf.structured(TrainerConfig)
-    OmegaConf.set_readonly(node, False)
-    ConfigStore.instance().store(group="trainer", name="trainer_schema", node=node)
-
-
-register_configs()
 
 
 @dataclass

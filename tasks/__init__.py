@@ -3,14 +3,13 @@
 ``math`` is tasks/math.py, the registry key and conf/task/math.yaml. Adding a suite: write the
 module (a config dataclass subclassing TaskConfig and a Task subclass with ``load``, ``score``
 and named prompt templates), add it to ``TASKS`` below, and add conf/task/<name>.yaml pointing
-at ``<name>_schema``.
+at ``<name>_schema`` (bench/config.py registers every schema with Hydra).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from tasks.aime import AimeTask
@@ -43,15 +42,5 @@ def build(config: Any) -> Task:
     return get_task(config.name)(config)
 
 
-def register_configs() -> None:
-    """Put every suite's config dataclass in Hydra's ConfigStore as ``task/<name>_schema``."""
-    store = ConfigStore.instance()
-    for name, task in TASKS.items():
-        node = OmegaConf.structured(task.config_type)
-        OmegaConf.set_readonly(node, False)  # frozen dataclass; the node still takes overrides
-        store.store(group="task", name=f"{name}_schema", node=node)
-
-
-register_configs()
 
 __all__ = ["TASKS", "Problem", "Task", "TaskConfig", "Verdict", "build", "get_task"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
+from algorithms.base import coerce_enums
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -52,6 +54,7 @@ class TaskConfig:
     eval: tuple[str, ...] = ()  # the benchmarks evaluated during and after training
 
     def __post_init__(self) -> None:
+        coerce_enums(self)  # a suite's mode fields given as strings become members, or fail naming the valid ones
         object.__setattr__(self, "eval", tuple(self.eval))
 
 

@@ -96,10 +96,6 @@ class MathConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.fallback, Fallback):
-            if self.fallback not in Fallback.__members__:
-                raise ValueError(f"fallback={self.fallback!r} is not one of: {', '.join(Fallback.__members__)}")
-            object.__setattr__(self, "fallback", Fallback(self.fallback))
         if self.timeout_s < 1:
             raise ValueError(f"timeout_s={self.timeout_s} must be a whole number of seconds >= 1")
 

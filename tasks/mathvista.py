@@ -98,13 +98,6 @@ class MathVistaConfig(TaskConfig):
     image_dir: Optional[str] = None  # holds images/<pid>.jpg (or <pid>.jpg); None: text-only prompts
     missing_image: MissingImage = MissingImage.error
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.missing_image, MissingImage):
-            if self.missing_image not in MissingImage.__members__:
-                raise ValueError(f"missing_image={self.missing_image!r} is not one of: error, skip")
-            object.__setattr__(self, "missing_image", MissingImage(self.missing_image))
-
 
 class MathVistaTask(Task):
     config_type = MathVistaConfig

@@ -10,6 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+import bench.config  # noqa: F401  (registers the config schemas with Hydra)
 from bench.policy import DType, ModelConfig, load_policy, token_logprobs
 
 WORDS = [f"w{i}" for i in range(40)]
