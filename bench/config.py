@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
 import tasks
+from bench.evaluate import EvalConfig
 from bench.policy import ModelConfig
 from bench.rollout import RolloutConfig
 from bench.sinks import LoggerConfig
@@ -34,7 +35,7 @@ def register_schemas() -> None:
     schemas = {("algorithm", name): a.config_type for name, a in algorithms.ALGORITHMS.items()}
     schemas |= {("task", name): t.config_type for name, t in tasks.TASKS.items()}
     schemas |= {("model", "model"): ModelConfig, ("rollout", "rollout"): RolloutConfig,
-                ("trainer", "trainer"): TrainerConfig, ("logger", "logger"): LoggerConfig}
+                ("trainer", "trainer"): TrainerConfig, ("logger", "logger"): LoggerConfig, ("eval", "eval"): EvalConfig}
     for (group, name), config_type in schemas.items():
         node = OmegaConf.structured(config_type)
         OmegaConf.set_readonly(node, False)
@@ -65,7 +66,7 @@ def validate(cfg: DictConfig) -> None:
         algorithms.build(cfg.algorithm)
     if "task" in cfg:
         tasks.build(cfg.task)
-    for group in ("model", "rollout", "trainer", "logger"):
+    for group in ("model", "rollout", "trainer", "logger", "eval"):
         if group in cfg:
             OmegaConf.to_object(cfg[group])
 

@@ -134,7 +134,7 @@ def step_split(args: argparse.Namespace) -> int:
     from bench.config import compose
     from bench.trainer import Trainer
 
-    overrides = ["logger=none", "trainer.eval_problems=1", *args.overrides]
+    overrides = ["logger=none", "eval.problems=1", *args.overrides]
     trainer = Trainer(compose("config", overrides), Path(tempfile.mkdtemp(prefix="bench-perf-")))
     try:
         trainer.train_step(0)  # warm-up: worker start-up, first-call allocations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,14 +21,15 @@ from tqdm import tqdm
 from bench.config import CONF_DIR, ConfigError, one_line, validate
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = None) -> dict[str, float]:
+    """Train, evaluate, checkpoint; ``labels`` name the config choices (run.json, for reports)."""
     from bench.trainer import Trainer  # torch and transformers load only once the config is valid
 
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, labels)
     t = trainer.t
     try:
         before = trainer.evaluate(trainer.step) if trainer.step == 0 else {}
-        bar = tqdm(range(trainer.step, t.steps), initial=trainer.step, total=t.steps, desc=cfg.algorithm.name)
+        bar = tqdm(range(trainer.step, t.steps), initial=trainer.step, total=t.steps, desc=(labels or {}).get("algorithm", cfg.algorithm.name))
         first = last = None
         for step in bar:
             trainer.step = step
@@ -62,7 +64,8 @@ def main(cfg: DictConfig) -> None:
         print(f"bench.run: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     run_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
-    train(cfg, run_dir)
+    choices = HydraConfig.get().runtime.choices
+    train(cfg, run_dir, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
 
 
 if __name__ == "__main__":

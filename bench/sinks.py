@@ -1,9 +1,10 @@
 """Where a run's results go: the run directory, parquet tables written atomically, wandb.
 
-A run directory holds ``config.yaml`` (the resolved config), ``env.json`` (git commit and
-dirty flag, package versions, device), ``metrics.parquet`` (one row per step),
-``samples.parquet`` (a few completions per step with their verdicts), ``eval.parquet`` and
-``checkpoints/``. Tables are rewritten whole through a temporary file and ``os.replace`` after
+A run directory holds ``config.yaml`` (the resolved config), ``run.json`` (algorithm label,
+task, model, seed, experiment: what reports group by), ``env.json`` (git commit and dirty flag,
+package versions, device), ``metrics.parquet`` (one row per step), ``samples.parquet`` (a few
+completions per step with their verdicts), ``eval.parquet`` and ``problems.parquet`` (pass@k
+per benchmark and correct samples per problem, bench.evaluate) and ``checkpoints/``. Tables are rewritten whole through a temporary file and ``os.replace`` after
 every step, so a crash loses at most the step in progress and never leaves a torn file.
 """
 
@@ -109,15 +110,18 @@ def environment(device: str) -> dict[str, Any]:
 class Sinks:
     """Everything a step reports goes through here: parquet tables, wandb, the console summary."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], logger: LoggerConfig, device: str, resume_step: int = 0):
+    def __init__(self, run_dir: Path, config: dict[str, Any], logger: LoggerConfig, device: str, resume_step: int = 0,
+                 identity: Optional[dict[str, Any]] = None):
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(config)))
+        write_atomically(run_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(identity or {}, indent=2)))
         write_atomically(run_dir / "env.json", lambda tmp: tmp.write_text(json.dumps(environment(device), indent=2)))
         self.metrics = Table(run_dir / "metrics.parquet")
         self.samples = Table(run_dir / "samples.parquet")
         self.eval = Table(run_dir / "eval.parquet")
-        for table in (self.metrics, self.samples, self.eval):
+        self.problems = Table(run_dir / "problems.parquet")
+        for table in (self.metrics, self.samples, self.eval, self.problems):
             table.truncate(resume_step)
         self.wandb = self._start_wandb(logger, config) if logger.kind is LoggerKind.wandb else None
 
@@ -125,7 +129,8 @@ class Sinks:
         import wandb
 
         return wandb.init(project=logger.project, dir=str(self.run_dir), mode=logger.mode.value, config=config,
-                          name=self.run_dir.name, id=self.run_dir.name.replace("/", "-"), resume="allow")
+                          name=self.run_dir.name, id=self.run_dir.name.replace("/", "-"), resume="allow",
+                          settings=wandb.Settings(quiet=True))  # no run summary on stdout; warnings stay
 
     def log(self, step: int, metrics: dict[str, float], samples: list[dict[str, Any]]) -> None:
         self.metrics.add([{"step": step, **metrics}])
@@ -133,8 +138,9 @@ class Sinks:
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
-    def log_eval(self, step: int, rows: list[dict[str, Any]]) -> None:
-        self.eval.add([{"step": step, **r} for r in rows])
+    def log_eval(self, step: int, rows: list[dict[str, Any]], problems: list[dict[str, Any]]) -> None:
+        self.eval.add(rows)
+        self.problems.add(problems)
         if self.wandb is not None:
             self.wandb.log({f"eval/{r['benchmark']}/pass@{r['k']}": r["pass_at_k"] for r in rows}, step=step)
 

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 import algorithms
 import tasks
 from algorithms.base import LossNorm, PolicyBatch, RewardBatch
-from bench.passk import mean_pass_at_k
+from bench.evaluate import Evaluator, load_benchmarks
 from bench.policy import load_policy, token_logprobs
 from bench.rollout import Rollouts, Sampling, build_engine
 from bench.sampler import PromptSampler
@@ -51,17 +51,16 @@ class TrainerConfig:
     micro_batch_size: int = 80  # responses per forward/backward
     entropy_coef: float = 0.0
     max_resample: int = 4  # extra generation rounds while select drops groups (DAPO)
-    eval_every: int = 10  # 0: only before and after training
-    eval_n: int = 8  # samples per eval problem
-    eval_problems: int = 200  # per benchmark; 0: all
+    eval_every: int = 10  # evaluate (the eval group's settings) every this many steps; 0: only before and after
     checkpoint_every: int = 0  # 0: only at the end
     resume: Optional[str] = None  # a run directory to continue
+    threads: int = 0  # torch threads of this run; 0: torch's default (every core). Parallel sweeps: cores / jobs
     samples_per_step: int = 4  # completions kept in samples.parquet per step
     output_dir: str = "results"
     experiment: str = "default"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "ppo_epochs", "mini_batches", "micro_batch_size", "eval_n"):
+        for name in ("steps", "prompts_per_step", "ppo_epochs", "mini_batches", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
         if self.prompts_per_step % self.mini_batches:
@@ -82,7 +81,7 @@ class Collected:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = None) -> None:
         self.cfg = cfg
         self.t: TrainerConfig = OmegaConf.to_object(cfg.trainer)
         self.algo = algorithms.build(cfg.algorithm)
@@ -90,6 +89,8 @@ class Trainer:
         self.rollout_cfg = OmegaConf.to_object(cfg.rollout)
         self.model_cfg = OmegaConf.to_object(cfg.model)
         seed_everything(cfg.seed)
+        if self.t.threads:
+            torch.set_num_threads(self.t.threads)
         self.model, self.tokenizer = load_policy(self.model_cfg)
         self.device = next(self.model.parameters()).device
         self.engine = build_engine(self.rollout_cfg, self.model, self.tokenizer)
@@ -98,7 +99,6 @@ class Trainer:
         warmup = max(self.t.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         self.pool = self.task.load(self.task.config.train)
-        self.eval_sets = {b: self.task.load(b)[: self.t.eval_problems or None] for b in self.task.config.eval}
         self.sampler = PromptSampler(len(self.pool), cfg.seed)
         self.state = self.algo.init_state()
         self.step, self.budget = 0, {"prompts": 0, "samples": 0, "generated_tokens": 0, "wall_seconds": 0.0}
@@ -106,8 +106,11 @@ class Trainer:
             self._restore(Path(self.t.resume))
         self.run_dir = run_dir
         self.sinks = Sinks(run_dir, OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_object(cfg.logger),
-                           str(self.device), resume_step=self.step)
+                           str(self.device), resume_step=self.step, identity=identity(cfg, labels or {}))
         self.scorer = Scorer(self.task)
+        eval_cfg = OmegaConf.to_object(cfg.eval)
+        self.evaluator = Evaluator(eval_cfg, load_benchmarks(eval_cfg, [cfg.task]), self.engine,
+                                   {self.task.config.name: self.scorer})
 
     # --- one step -----------------------------------------------------------------------------
 
@@ -250,18 +253,10 @@ class Trainer:
     # --- evaluation, checkpoints ----------------------------------------------------------------
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """pass@k for k = 1, 2, 4, ... <= eval_n on every eval benchmark; returns pass@1 per benchmark."""
-        n, rows, summary = self.t.eval_n, [], {}
-        for benchmark, problems in self.eval_sets.items():
-            _, verdicts = self.generate(problems, n, self.sampling(step, salt=10_000))
-            counts = [(n, sum(v.correct for v in verdicts[i * n : (i + 1) * n])) for i in range(len(problems))]
-            for k in [2**j for j in range(n.bit_length()) if 2**j <= n]:
-                mean, stderr = mean_pass_at_k(counts, k)
-                rows.append({"benchmark": benchmark, "k": k, "pass_at_k": mean, "n": n, "stderr": stderr,
-                             "task_version": self.task.version})
-            summary[benchmark] = next(r["pass_at_k"] for r in rows if r["benchmark"] == benchmark and r["k"] == 1)
-        self.sinks.log_eval(step, rows)
-        return summary
+        """pass@k on every eval benchmark (bench.evaluate); returns pass@1 per benchmark."""
+        evaluation = self.evaluator.evaluate(step, self.sampling(step, salt=10_000))
+        self.sinks.log_eval(step, evaluation.rows, evaluation.problems)
+        return evaluation.pass_at(1)
 
     def checkpoint(self) -> Path:
         """Save everything a resume needs; a kill at any moment leaves the previous checkpoint usable
@@ -295,8 +290,16 @@ class Trainer:
         self.engine.sync_weights(self.model)
 
     def close(self) -> None:
+        self.evaluator.close()
         self.scorer.close()
         self.sinks.close()
+
+
+def identity(cfg: DictConfig, labels: dict[str, str]) -> dict[str, Any]:
+    """What a report groups runs by: the config choices (``riskpo_seeking``, not the module name
+    ``riskpo``) when Hydra made them, the config's names otherwise."""
+    return {"algorithm": labels.get("algorithm", cfg.algorithm.name), "task": labels.get("task", cfg.task.name),
+            "model": labels.get("model", cfg.model.name), "seed": int(cfg.seed), "experiment": cfg.trainer.experiment}
 
 
 def seed_everything(seed: int) -> None:

@@ -65,6 +65,7 @@ class Task:
     version: ClassVar[str] = "0"  # bumped whenever loading, prompting or judging changes a result
     templates: ClassVar[Mapping[str, str]] = {}  # name -> text with a {question} placeholder
     benchmarks: ClassVar[tuple[str, ...]] = ()  # what ``load`` accepts besides ``train``
+    votes: ClassVar[bool] = True  # extracted answers can be compared by majority vote (maj@k)
 
     def __init__(self, config: TaskConfig) -> None:
         if not isinstance(config, self.config_type):

@@ -70,6 +70,7 @@ class HumanEvalTask(Task):
     version = "1"
     templates = TEMPLATES
     benchmarks = ("humaneval",)
+    votes = False  # programs are not compared by majority vote
 
     @property
     def limits(self) -> Limits:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Optional, Sequence
@@ -21,9 +22,23 @@ STARTUP_SECONDS = 120.0  # a new worker imports the task's libraries before its 
 _worker_task: Optional[Task] = None
 
 
-def _init_worker(task_type: type[Task], config: TaskConfig) -> None:
+def _init_worker(task_type: type[Task], config: TaskConfig, parent: int) -> None:
     global _worker_task
+    _die_with_parent(parent)
     _worker_task = task_type(config)
+
+
+def _die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel send SIGTERM when the process that started this worker dies, so a
+    trainer killed with SIGKILL leaves no scorer behind (the pool would wait for work forever)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the pool's own shutdown still applies
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
 
 
 def _score_chunk(items: list[tuple[Problem, str]]) -> list[Verdict]:
@@ -71,11 +86,15 @@ class Scorer:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            if multiprocessing.get_start_method(allow_none=True) not in (None, *multiprocessing.get_all_start_methods()):
+                # A loky worker (Hydra's joblib launcher) makes "loky" the default start method; a
+                # spawned child is told to use the default and has no "loky": restore a standard one.
+                multiprocessing.set_start_method("spawn", force=True)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded torch process
                 initializer=_init_worker,
-                initargs=(type(self.task), self.task.config),
+                initargs=(type(self.task), self.task.config, os.getpid()),
             )
         return self._pool
 

@@ -93,7 +93,7 @@ def test_conf_dir_is_the_repository_conf():
     assert CONF_DIR == Path(algorithms.__file__).resolve().parents[1] / "conf"
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("paper_*.yaml")))
 @pytest.mark.parametrize("algorithm", list(algorithms.ALGORITHMS))
 def test_paper_experiments_compose_with_every_algorithm(experiment, algorithm):
     cfg = compose("config", [f"experiment={experiment}", f"algorithm={algorithm}"])

@@ -15,7 +15,7 @@ from bench.config import ConfigError, compose
 from bench.run import train
 
 SMALL = ["trainer.steps=2", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
-         "trainer.eval_problems=6", "trainer.eval_n=2", "trainer.eval_every=0", "logger=none"]
+         "eval.problems=6", "eval.n=2", "trainer.eval_every=0", "logger=none"]
 
 
 def run(tmp_path, *overrides):

@@ -91,3 +91,42 @@ def test_a_stuck_verifier_times_out_and_the_scorer_goes_on():
 def test_mismatched_lengths():
     with pytest.raises(ValueError, match="2 problems but 1 completions"):
         Scorer(ArithTask(ArithConfig()), workers=0).score([None, None], ["x"])
+
+
+KILLED_PARENT = """
+import os, sys, time
+from tasks.arith import ArithConfig, ArithTask, demonstration
+from tasks.scoring import Scorer
+task = ArithTask(ArithConfig(train_size=50, eval_size=40))
+problems = task.load("arith")
+scorer = Scorer(task, workers=2)
+scorer.score(problems, [demonstration(p) for p in problems])
+print(" ".join(str(pid) for pid in scorer._pool._processes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_scorer_workers_exit_when_their_trainer_is_killed():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE, text=True,
+                              cwd=CONF_DIR.parent)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") and not zombie(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}") and not zombie(pid)]
+
+
+def zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

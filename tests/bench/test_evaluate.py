@@ -1,0 +1,154 @@
+"""bench.evaluate: the evaluator the trainer and the command line share, and its output files."""
+
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tasks
+from bench import passk
+from bench.config import CONF_DIR, ConfigError, compose
+from bench.evaluate import (EvalConfig, Evaluator, load_benchmarks, majority, owner_of, resolve_checkpoint,
+                            route_model_argument)
+from bench.policy import ModelConfig, load_policy
+from bench.rollout import HFEngine, Sampling
+from tasks.arith import ArithConfig, ArithTask
+from tasks.base import Verdict
+from tasks.humaneval import HumanEvalConfig, HumanEvalTask
+from tasks.scoring import Scorer
+
+EVAL_COLUMNS = {"benchmark", "step", "k", "pass_at_k", "n", "stderr", "task_version"}
+
+
+def test_every_benchmark_has_one_owner_and_unknown_ones_are_named():
+    for name, task in tasks.TASKS.items():
+        for benchmark in task.benchmarks:
+            assert owner_of(benchmark) == name
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'; known: aime24"):
+        owner_of("nope")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["eval.k=[9]"], "eval.k=[9] has 9, outside 1..eval.n=8"),
+    (["eval.n=0"], "eval.n=0 must be >= 1"),
+    (["eval.problems=-1"], "eval.problems=-1 must be >= 0"),
+    (["eval.confidence=1.5"], "eval.confidence=1.5 must be in (0, 1)"),
+])
+def test_bad_eval_settings_fail_at_compose_time(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        compose("config", overrides)
+
+
+def test_default_ks_are_every_k_up_to_n():
+    assert EvalConfig(n=5).ks == (1, 2, 3, 4, 5)
+    assert EvalConfig(n=16, k=(16, 1, 4, 4)).ks == (1, 4, 16)
+
+
+def test_benchmarks_take_the_given_task_settings_and_the_owners_defaults_otherwise():
+    arith = compose("config", ["task.digits=1", "task.eval_size=3", "task.train_size=10"]).task
+    loaded = load_benchmarks(EvalConfig(benchmarks=("arith", "math500"), problems=3), [arith])
+    assert [(b.name, b.task.config.name, len(b.problems)) for b in loaded] == [("arith", "arith", 3), ("math500", "math", 3)]
+    assert loaded[0].task.config.digits == 1
+    assert all(int(x) < 10 for p in loaded[0].problems for x in re.findall(r"\d+", p.question))
+    assert [b.name for b in load_benchmarks(EvalConfig(), [arith])] == ["arith"]  # the task's eval sets
+
+
+def test_majority_votes_on_answers_and_is_undefined_for_programs():
+    v = lambda answer, ok: Verdict(float(ok), ok, answer, "correct" if ok else "wrong")  # noqa: E731
+    groups = [[v("3", True), v("4", False), v("4", False)], [v(" 7 ", True), v("7", True), v(None, False)]]
+    arith = ArithTask(ArithConfig())
+    expected = np.mean([passk.majority_at_k(["3", "4", "4"], [True, False, False], 2),
+                        passk.majority_at_k(["7", "7", None], [True, True, False], 2)])
+    assert majority(arith, groups, 2) == pytest.approx(expected)
+    assert majority(arith, groups, 3) == pytest.approx(0.5)  # 4 beats 3 in the first, 7 wins the second
+    assert math.isnan(majority(HumanEvalTask(HumanEvalConfig()), groups, 1))
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy(ModelConfig())
+
+
+def evaluate(policy, config, problems=12, seed=5):
+    model, tokenizer = policy
+    task = ArithTask(ArithConfig())
+    bench = load_benchmarks(config, [task.config])
+    bench[0].problems = bench[0].problems[:problems]
+    with Scorer(task, workers=0) as scorer:
+        return Evaluator(config, bench, HFEngine(model, tokenizer), {"arith": scorer}).evaluate(7, Sampling(seed=seed))
+
+
+def test_evaluation_rows_agree_with_the_per_problem_counts(policy):
+    out = evaluate(policy, EvalConfig(n=4, resamples=200))
+    rows, problems = pd.DataFrame(out.rows), pd.DataFrame(out.problems)
+    assert EVAL_COLUMNS | {"ci_low", "ci_high", "maj_at_k"} <= set(rows.columns)
+    assert rows["k"].tolist() == [1, 2, 3, 4] and set(rows["step"]) == {7} and set(rows["n"]) == {4}
+    assert len(problems) == 12 and problems["uid"].is_unique and set(problems["n"]) == {4}
+    for _, row in rows.iterrows():
+        per_problem = passk.pass_at_k_array(problems["n"], problems["c"], int(row["k"]))
+        assert row["pass_at_k"] == pytest.approx(per_problem.mean())
+        assert row["ci_low"] <= row["pass_at_k"] <= row["ci_high"]
+    assert rows["pass_at_k"].is_monotonic_increasing
+    assert out.pass_at(1) == {"arith": pytest.approx(problems["c"].sum() / 48)}
+
+
+def test_evaluation_is_seeded_and_independent_of_the_call_size(policy):
+    one = evaluate(policy, EvalConfig(n=3, k=(1, 3), resamples=100, prompts_per_call=4))
+    again = evaluate(policy, EvalConfig(n=3, k=(1, 3), resamples=100, prompts_per_call=4))
+    assert one.rows == again.rows and one.problems == again.problems
+    other_seed = evaluate(policy, EvalConfig(n=3, k=(1, 3), resamples=100, prompts_per_call=4), seed=6)
+    assert [p["c"] for p in other_seed.problems] != [p["c"] for p in one.problems]
+
+
+def test_the_trainer_writes_every_k_at_every_evaluation(results_dir):
+    run = next((results_dir / "compare_arith").glob("grpo-arith-s0"))
+    evals, problems = pd.read_parquet(run / "eval.parquet"), pd.read_parquet(run / "problems.parquet")
+    assert sorted(set(evals["step"])) == [0, 1, 2] and sorted(set(problems["step"])) == [0, 1, 2]
+    assert evals.groupby("step")["k"].apply(list).tolist() == [[1, 2, 3, 4]] * 3
+    assert problems.groupby("step").size().tolist() == [16, 16, 16]
+
+
+def test_model_argument_routes_weights_to_checkpoint():
+    presets = {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
+    argv = ["evaluate", "model=tiny", "model=results/x/run", "model=Qwen/Qwen2.5-1.5B", "eval.n=4"]
+    assert route_model_argument(argv, presets) == ["evaluate", "model=tiny", "checkpoint=results/x/run",
+                                                   "checkpoint=Qwen/Qwen2.5-1.5B", "eval.n=4"]
+
+
+def test_checkpoint_resolution(results_dir, tmp_path):
+    run = results_dir / "compare_arith" / "riskpo-arith-s1"
+    source = resolve_checkpoint(str(run))
+    assert source.step == 2 and source.model["path"].endswith("checkpoints/step-000002/model")
+    assert source.tasks[0].name == "arith"
+    assert resolve_checkpoint(str(run / "checkpoints" / "step-000002")).step == 2
+    assert resolve_checkpoint(source.model["path"]).model["path"] == source.model["path"]  # a model directory
+    assert resolve_checkpoint("org/name").model == {"name": "name", "path": "org/name"}
+    with pytest.raises(FileNotFoundError, match="not a run directory, a checkpoint or a model directory"):
+        resolve_checkpoint(str(tmp_path))
+
+
+def test_command_line_evaluates_a_run_directory(results_dir, tmp_path):
+    run = results_dir / "compare_arith" / "grpo-arith-s1"
+    out = tmp_path / "eval"
+    done = subprocess.run([sys.executable, "-m", "bench.evaluate", f"model={run}", "eval.n=2", "eval.problems=6",
+                           "eval.resamples=50", f"output_dir={out}"], capture_output=True, text=True, timeout=300,
+                          cwd=CONF_DIR.parent)
+    assert done.returncode == 0, done.stderr
+    assert "tiny at step 2, n=2, arith (6)" in done.stdout and "pass@2" in done.stdout
+    assert done.stdout.strip().endswith(f"results: {out}")
+    rows = pd.read_parquet(out / "eval.parquet")
+    assert EVAL_COLUMNS <= set(rows.columns) and rows["k"].tolist() == [1, 2] and set(rows["step"]) == {2}
+    assert len(pd.read_parquet(out / "problems.parquet")) == 6
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench.evaluate", f"model={tmp_path}"], capture_output=True,
+                          text=True, timeout=120, cwd=CONF_DIR.parent)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"bench.evaluate: model={tmp_path}: not a run directory, a checkpoint "
+                                                "or a model directory (none of checkpoints/latest, trainer.pt + "
+                                                "model/, config.json there)"]

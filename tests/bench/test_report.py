@@ -1,0 +1,231 @@
+"""bench.report: the loader on real runs, the report end to end, and the statistics on hand-made
+run directories whose answers are known."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from bench import passk
+from bench.report import (conclusion, final_window, load_results, main, pass_table, problem_difference,
+                          write_report)
+
+# what tests/bench/conftest.py trains
+EXPERIMENT, ALGORITHMS, SEEDS = "compare_arith", ("grpo", "riskpo", "riskpo_seeking"), (0, 1)
+
+
+def make_run(root, algorithm, seed, entropy, correct, n=4, experiment="hand"):
+    """A finished two-step run: final entropy ``entropy``; at the final eval (step 2) problem i has
+    ``correct[i]`` of n samples right; eval.parquet's pass@1 is their mean."""
+    run = root / experiment / f"{algorithm}-arith-s{seed}"
+    run.mkdir(parents=True)
+    identity = {"algorithm": algorithm, "task": "arith", "model": "tiny", "seed": seed, "experiment": experiment}
+    (run / "run.json").write_text(json.dumps(identity))
+    pd.DataFrame({"step": [0, 1], "train/entropy": [0.5, entropy], "train/reward_mean": [0.1, 0.2],
+                  "budget/generated_tokens": [100, 200], "budget/wall_seconds": [1.0, 2.0]}
+                 ).to_parquet(run / "metrics.parquet")
+    c = np.asarray(correct)
+    pd.DataFrame({"step": 2, "benchmark": "arith", "k": [1], "pass_at_k": [float(np.mean(c / n))], "n": n,
+                  "stderr": 0.0, "task_version": "1"}).to_parquet(run / "eval.parquet")
+    pd.DataFrame({"step": 2, "benchmark": "arith", "uid": [f"q{i}" for i in range(len(c))], "n": n, "c": c}
+                 ).to_parquet(run / "problems.parquet")
+    return run
+
+
+# --- the loader on the real fixture ------------------------------------------------------------
+
+
+def test_loader_finds_every_run_with_its_label_and_seed(results_dir):
+    results = load_results(results_dir)
+    runs = results.runs
+    assert sorted(zip(runs["algorithm"], runs["seed"])) == sorted((a, s) for a in ALGORITHMS for s in SEEDS)
+    assert set(runs["run_id"]) == {f"{EXPERIMENT}/{a}-arith-s{s}" for a in ALGORITHMS for s in SEEDS}
+    assert set(runs["experiment"]) == {EXPERIMENT} and set(runs["task"]) == {"arith"} and set(runs["model"]) == {"tiny"}
+    assert (runs["steps"] == 2).all() and (runs["planned_steps"] == 2).all() and (runs["wall_seconds"] > 0).all()
+    for frame in (results.metrics, results.evals, results.problems):
+        assert {"run_id", "algorithm", "seed", "experiment", "task"} <= set(frame.columns)
+        assert set(frame["run_id"]) == set(runs["run_id"])
+    assert len(results.metrics) == 6 * 2 and "train/entropy" in results.metrics
+    assert results.metrics.loc[results.metrics["algorithm"] != "grpo", "algo/riskpo/tracker_a"].notna().all()
+    assert set(results.evals["step"]) == {0, 1, 2} and set(results.evals["k"]) == {1, 2, 3, 4}
+    problems = results.problems.groupby(["run_id", "step"])["uid"].nunique()
+    assert (problems == 16).all() and len(problems) == 6 * 3
+
+
+def test_loader_without_run_json_reads_the_label_from_the_directory_name(results_dir, tmp_path):
+    source = results_dir / EXPERIMENT / "riskpo_seeking-arith-s1"
+    for name in ("riskpo_seeking-arith-s1-20260101-120000", "my-custom-run"):
+        (tmp_path / "old" / name).mkdir(parents=True)
+        for file in ("config.yaml", "metrics.parquet"):  # an older run: no run.json, no eval yet
+            shutil.copy(source / file, tmp_path / "old" / name / file)
+    runs = load_results(tmp_path).runs.set_index("run_id")
+    # Hydra names the directory by the config choice; config.yaml only knows algorithm.name
+    assert runs.loc["old/riskpo_seeking-arith-s1-20260101-120000", "algorithm"] == "riskpo_seeking"
+    assert runs.loc["old/my-custom-run", "algorithm"] == "riskpo"
+    assert set(runs["seed"]) == {1} and set(runs["experiment"]) == {EXPERIMENT}
+
+
+def test_report_command_end_to_end(results_dir, tmp_path):
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "bench.report", str(results_dir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = (out / "report.md").read_text()
+    for algorithm in ALGORITHMS:
+        assert f"| {algorithm} | arith |" in text  # the pass@k table
+        assert f"| {EXPERIMENT} | {algorithm} | 0 | 2/2 |" in text  # the runs table
+    assert "riskpo ended with entropy" in text and "vs grpo" in text and "pass@4 on arith" in text
+    for name in ("entropy", "reward", "passk", "quantiles"):
+        assert f"![{name}]({name}.png)" in text
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width, _ = imread(png).shape
+        assert height > 200 and width > 400
+    written = sorted(p.name for p in out.iterdir())  # no temporary files left behind
+    assert written == ["entropy.png", "passk.png", "quantiles.png", "report.md", "reward.png"]
+    assert "riskpo ended with entropy" in done.stdout
+
+
+def test_report_without_riskpo_runs_says_so_and_skips_the_quantiles(tmp_path):
+    make_run(tmp_path, "grpo", 0, 0.1, [1, 2])
+    make_run(tmp_path, "dapo", 0, 0.2, [1, 2])
+    text = write_report(load_results(tmp_path), tmp_path / "out").read_text()
+    assert "no riskpo runs, so no comparison of riskpo with grpo (algorithms here: dapo, grpo)" in text
+    assert "no quantiles.png" in text and not (tmp_path / "out" / "quantiles.png").exists()
+
+
+# --- clear errors ----------------------------------------------------------------------------------
+
+
+def test_missing_and_empty_directories_fail_with_one_line(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no such results directory"):
+        load_results(tmp_path / "missing")
+    (tmp_path / "empty" / "run").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no runs there"):
+        load_results(tmp_path / "empty")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "empty")])
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and stderr.count("\n") == 1 and stderr.startswith("bench.report: ")
+    assert "no runs there" in stderr and not (tmp_path / "empty" / "report.md").exists()
+
+
+# --- the conclusion on hand-made runs ---------------------------------------------------------------
+
+
+def test_a_clear_win_is_larger_than_its_interval(tmp_path):
+    for seed, (target, baseline) in enumerate([(0.50, 0.10), (0.52, 0.11), (0.51, 0.12)]):
+        make_run(tmp_path, "riskpo", seed, target, [4] * 20)
+        make_run(tmp_path, "grpo", seed, baseline, [0] * 20)
+    text = conclusion(load_results(tmp_path), baseline="grpo", target="riskpo")
+    # per-seed differences 0.40, 0.41, 0.39: mean 0.40, sd 0.01, t(0.975, 2) = 4.303: half-width 0.0248
+    assert ("riskpo ended with entropy 0.510 vs grpo 0.110 (difference +0.400, 95% CI over 3 seeds "
+            "[+0.375, +0.425]: higher, larger than its CI, which excludes 0)") in text
+    # every problem: all 4 samples right for riskpo, none for grpo: +1 on each of 20 problems
+    assert ("pass@1 on arith: riskpo 1.000 vs grpo 0.000 (difference +1.000, 95% bootstrap CI over 20 problems "
+            "[+1.000, +1.000]: higher, larger than its CI") in text
+    assert "no difference" not in text
+
+
+def test_a_clear_loss_is_called_lower(tmp_path):
+    for seed in (0, 1, 2):
+        make_run(tmp_path, "riskpo", seed, 0.1 + seed / 100, [0, 1, 0, 1])
+        make_run(tmp_path, "grpo", seed, 0.5 + seed / 50, [4, 4, 3, 4])
+    text = conclusion(load_results(tmp_path))
+    assert text.count("lower, larger than its CI") == 2 and "higher" not in text
+
+
+def test_identical_runs_show_no_difference(tmp_path):
+    for seed, entropy in enumerate([0.2, 0.3, 0.25]):
+        for algorithm in ("riskpo", "grpo"):
+            make_run(tmp_path, algorithm, seed, entropy, [0, 1, 2, 3, 4, 2])
+    text = conclusion(load_results(tmp_path))
+    assert "difference +0.000, 95% CI over 3 seeds [+0.000, +0.000]: no difference at this scale" in text
+    assert "difference +0.000, 95% bootstrap CI over 6 problems [+0.000, +0.000]: no difference at this scale" in text
+    assert "larger than its CI" not in text
+
+
+def test_one_seed_gives_no_interval_over_seeds(tmp_path):
+    make_run(tmp_path, "riskpo", 0, 0.4, [4, 0])
+    make_run(tmp_path, "grpo", 0, 0.1, [0, 0])
+    results = load_results(tmp_path)
+    text = conclusion(results)
+    assert ("riskpo ended with entropy 0.400 vs grpo 0.100 (difference +0.300; one seed in common, no CI: "
+            "no difference can be claimed at this scale)") in text
+    table = pass_table(results)
+    assert "| riskpo | arith | 1 | 0.500 (n/a) |" in table and "| grpo | arith | 1 | 0.000 (n/a) | — |" in table
+
+
+def test_missing_baseline_is_named(tmp_path):
+    make_run(tmp_path, "riskpo", 0, 0.4, [4, 0])
+    assert conclusion(load_results(tmp_path)) == ("no grpo runs, so no comparison of riskpo with grpo "
+                                                  "(algorithms here: riskpo).")
+
+
+def test_an_unfinished_run_is_loaded_with_what_it_has(tmp_path):
+    make_run(tmp_path, "riskpo", 0, 0.4, [4, 0])
+    run = make_run(tmp_path, "grpo", 0, 0.1, [0, 0])
+    (run / "eval.parquet").unlink()
+    (run / "problems.parquet").unlink()
+    results = load_results(tmp_path)
+    assert len(results.runs) == 2 and set(results.evals["algorithm"]) == {"riskpo"}
+    assert "pass@1 on arith: riskpo not available for both" in conclusion(results)
+
+
+def test_several_experiments_are_compared_separately(tmp_path):
+    make_run(tmp_path, "riskpo", 0, 0.4, [4, 0], experiment="a")
+    make_run(tmp_path, "grpo", 0, 0.1, [0, 0], experiment="a")
+    make_run(tmp_path, "grpo", 0, 0.3, [0, 0], experiment="b")
+    results = load_results(tmp_path)
+    assert set(results.runs["series"]) == {"a/arith/riskpo", "a/arith/grpo", "b/arith/grpo"}
+    text = conclusion(results)
+    assert text.startswith("a / arith: riskpo ended with entropy 0.400 vs grpo 0.100")
+    assert "b / arith: no riskpo runs" in text
+
+
+# --- the paired difference over problems --------------------------------------------------------------
+
+
+def test_paired_difference_averages_seeds_per_problem_and_pairs_shared_problems(tmp_path):
+    # pass@1 = c / 4. riskpo per problem, mean of seeds: q0 (4,4) -> 1, q1 (2,2) -> .5, q2 (0,4) -> .5,
+    # q3 (4,0) -> .5; grpo: q0 0, q1 .5, q2 0, q3 1. Differences 1, 0, .5, -.5: mean +0.25.
+    # q4 is riskpo's only: left out.
+    make_run(tmp_path, "riskpo", 0, 0.1, [4, 2, 0, 4, 4])
+    make_run(tmp_path, "riskpo", 1, 0.1, [4, 2, 4, 0, 4])
+    make_run(tmp_path, "grpo", 0, 0.1, [0, 2, 0, 4])
+    make_run(tmp_path, "grpo", 1, 0.1, [0, 2, 0, 4])
+    problems = load_results(tmp_path).problems
+    d = problem_difference(problems, 1, baseline="grpo", target="riskpo")
+    assert d.over == "bootstrap CI over 4 problems"
+    assert (d.target, d.baseline, d.value) == pytest.approx((0.625, 0.375, 0.25))
+    assert (d.low, d.high) == pytest.approx(passk.bootstrap_ci(np.array([1, 0, 0.5, -0.5]), 0.95, 2000, 0))
+    assert d.low < 0 < d.high  # four problems: not distinguishable
+    # pass@2 with n = 4: c = 2 -> 1 - C(2,2)/C(4,2) = 5/6; c = 4 -> 1; c = 0 -> 0
+    # riskpo: q0 1, q1 5/6, q2 .5, q3 .5; grpo: q0 0, q1 5/6, q2 0, q3 1: differences 1, 0, .5, -.5 again
+    assert problem_difference(problems, 2, "grpo", "riskpo").value == pytest.approx(0.25)
+    assert problem_difference(problems, 2, "grpo", "riskpo").target == pytest.approx((1 + 5 / 6 + 0.5 + 0.5) / 4)
+
+
+def test_k_values_asked_for_make_the_table_columns(results_dir, tmp_path):
+    main([str(results_dir), "--out", str(tmp_path), "--k", "3", "1"])
+    text = (tmp_path / "report.md").read_text()
+    assert "| pass@1 | Δ pass@1 vs grpo | pass@3 | Δ pass@3 vs grpo |" in text and "pass@4" not in text
+    assert "pass@3 on arith: riskpo" in text
+    with pytest.raises(SystemExit):
+        main([str(results_dir), "--k", "0"])
+
+
+def test_final_entropy_is_each_runs_mean_over_its_last_tenth_of_steps():
+    steps = np.arange(20)
+    metrics = pd.concat([
+        pd.DataFrame({"run_id": "a", "algorithm": "grpo", "seed": 0, "step": steps, "train/entropy": steps / 10}),
+        pd.DataFrame({"run_id": "b", "algorithm": "riskpo", "seed": 0, "step": steps[:10], "train/entropy": 1.0}),
+    ])
+    final, window = final_window(metrics, "train/entropy")
+    assert window == 2  # 10% of 20 steps
+    assert dict(zip(final["run_id"], final["train/entropy"])) == pytest.approx({"a": (1.8 + 1.9) / 2, "b": 1.0})
