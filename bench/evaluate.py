@@ -101,7 +101,8 @@ def load_benchmarks(config: EvalConfig, task_configs: list[Any]) -> list[Benchma
     name, from the owner's defaults otherwise. No ``eval.benchmarks``: the first task's eval sets."""
     given: dict[str, Task] = {}
     for c in task_configs:
-        given.setdefault(c.name, tasks.build(OmegaConf.merge(OmegaConf.structured(tasks.get_task(c.name).config_type), c)))
+        schema = OmegaConf.structured(tasks.get_task(c.name).config_type)
+        given.setdefault(c.name, tasks.build(OmegaConf.merge(schema, c)))
     names = config.benchmarks or (next(iter(given.values())).config.eval if given else ())
     if not names:
         raise ValueError("no benchmarks to evaluate: set eval.benchmarks=[...] (e.g. [math500,gsm8k])")
@@ -128,7 +129,8 @@ class Evaluator:
                  scorers: Optional[dict[str, Scorer]] = None) -> None:
         self.config, self.benchmarks, self.engine = config, benchmarks, engine
         self.scorers = dict(scorers or {})
-        self.owned = [Scorer(b.task) for b in benchmarks if b.task.config.name not in self.scorers]
+        needed = {b.task.config.name: b.task for b in benchmarks if b.task.config.name not in self.scorers}
+        self.owned = [Scorer(task) for task in needed.values()]  # closed by close(); the others are the caller's
         self.scorers |= {s.task.config.name: s for s in self.owned}
 
     def evaluate(self, step: int, sampling: Sampling, progress: bool = False) -> Evaluation:
@@ -140,9 +142,9 @@ class Evaluator:
             c = np.array([sum(v.correct for v in g) for g in groups])
             problem_rows += [{"benchmark": bench.name, "step": step, "uid": p.uid, "n": n, "c": int(ci)}
                              for p, ci in zip(bench.problems, c)]
-            for row in passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step):
-                rows.append({"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
-                             "task_version": bench.task.version})
+            summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
+            rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
+                      "task_version": bench.task.version} for row in summary]
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 
     def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> list[Verdict]:

@@ -358,8 +358,8 @@ def entropy_figure(results: Results) -> Figure:
 
 def reward_figure(results: Results) -> Figure:
     metrics, window = smoothed(results.metrics, "train/reward_mean")
-    fig, (by_step, by_tokens) = panels(2, f"Training reward, per step and at equal generation budget\n(mean over seeds, "
-                                               f"{CONFIDENCE:.0%} t-band{averaged(window)})")
+    title = f"Training reward, per step and at equal generation budget\n(mean over seeds, {CONFIDENCE:.0%} t-band"
+    fig, (by_step, by_tokens) = panels(2, f"{title}{averaged(window)})")
     mean_band(by_step, metrics, "train/reward_mean")
     mean_band(by_tokens, metrics, "train/reward_mean", x="budget/generated_tokens")
     by_step.set(xlabel="step", ylabel="batch reward (DAPO: kept groups)")

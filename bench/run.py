@@ -29,7 +29,8 @@ def train(cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = Non
     t = trainer.t
     try:
         before = trainer.evaluate(trainer.step) if trainer.step == 0 else {}
-        bar = tqdm(range(trainer.step, t.steps), initial=trainer.step, total=t.steps, desc=(labels or {}).get("algorithm", cfg.algorithm.name))
+        label = (labels or {}).get("algorithm", cfg.algorithm.name)
+        bar = tqdm(range(trainer.step, t.steps), initial=trainer.step, total=t.steps, desc=label)
         first = last = None
         for step in bar:
             trainer.step = step

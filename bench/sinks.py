@@ -4,8 +4,9 @@ A run directory holds ``config.yaml`` (the resolved config), ``run.json`` (algor
 task, model, seed, experiment: what reports group by), ``env.json`` (git commit and dirty flag,
 package versions, device), ``metrics.parquet`` (one row per step), ``samples.parquet`` (a few
 completions per step with their verdicts), ``eval.parquet`` and ``problems.parquet`` (pass@k
-per benchmark and correct samples per problem, bench.evaluate) and ``checkpoints/``. Tables are rewritten whole through a temporary file and ``os.replace`` after
-every step, so a crash loses at most the step in progress and never leaves a torn file.
+per benchmark and correct samples per problem, bench.evaluate) and ``checkpoints/``. Tables
+are rewritten whole through a temporary file and ``os.replace`` after every step, so a crash
+loses at most the step in progress and never leaves a torn file.
 """
 
 from __future__ import annotations

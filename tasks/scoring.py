@@ -86,7 +86,8 @@ class Scorer:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            if multiprocessing.get_start_method(allow_none=True) not in (None, *multiprocessing.get_all_start_methods()):
+            method = multiprocessing.get_start_method(allow_none=True)
+            if method not in (None, *multiprocessing.get_all_start_methods()):
                 # A loky worker (Hydra's joblib launcher) makes "loky" the default start method; a
                 # spawned child is told to use the default and has no "loky": restore a standard one.
                 multiprocessing.set_start_method("spawn", force=True)

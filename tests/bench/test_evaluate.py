@@ -51,7 +51,8 @@ def test_default_ks_are_every_k_up_to_n():
 def test_benchmarks_take_the_given_task_settings_and_the_owners_defaults_otherwise():
     arith = compose("config", ["task.digits=1", "task.eval_size=3", "task.train_size=10"]).task
     loaded = load_benchmarks(EvalConfig(benchmarks=("arith", "math500"), problems=3), [arith])
-    assert [(b.name, b.task.config.name, len(b.problems)) for b in loaded] == [("arith", "arith", 3), ("math500", "math", 3)]
+    assert [(b.name, b.task.config.name, len(b.problems)) for b in loaded] == [("arith", "arith", 3),
+                                                                              ("math500", "math", 3)]
     assert loaded[0].task.config.digits == 1
     assert all(int(x) < 10 for p in loaded[0].problems for x in re.findall(r"\d+", p.question))
     assert [b.name for b in load_benchmarks(EvalConfig(), [arith])] == ["arith"]  # the task's eval sets

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -26,7 +27,12 @@ needs_root = pytest.mark.skipif(not ROOT, reason="namespaces and the uid drop ne
 def test_the_leftover_scan_sees_a_stray():
     stray = subprocess.Popen(["sleep", "30"], env={RUN_ENV: "stray"})
     try:
-        assert any(line.startswith(f"{stray.pid} ") for line in sandbox_processes())
+        # Popen returns once exec has begun (close-on-exec fired); the new environment is in
+        # /proc a moment later, so a loaded machine needs a few looks
+        deadline = time.monotonic() + 5
+        while not any(line.startswith(f"{stray.pid} ") for line in sandbox_processes()):
+            assert time.monotonic() < deadline, f"the scan never saw the stray process {stray.pid}"
+            time.sleep(0.05)
     finally:
         stray.kill()
         stray.wait()
