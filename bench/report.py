@@ -33,6 +33,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator, ScalarFormatter
 from omegaconf import OmegaConf
 from scipy import stats
 
+import algorithms
 from bench import passk
 from bench.sinks import write_atomically
 
@@ -315,10 +316,21 @@ def mean_band(ax: Axes, frame: pd.DataFrame, y: str, at: str = "step", x: Option
     for series, rows in frame.dropna(subset=[y]).groupby("series", observed=True):
         rows = rows.groupby([at, "seed"])[[y] if x is None else [y, x]].mean().reset_index()  # a seed run twice
         s = rows.groupby(at).agg(x=(x or at, "mean"), mean=(y, "mean"), half=(y, half_width))
-        color = f"C{frame['series'].cat.categories.get_loc(series) % 10}"
+        color = series_color(series, list(frame["series"].cat.categories))
         ax.plot(s["x"], s["mean"], color=color, label=series, marker="o" if len(s) <= 12 else None, markersize=3)
         ax.fill_between(s["x"], s["mean"] - s["half"], s["mean"] + s["half"], color=color, alpha=0.2, linewidth=0)
     style(ax)
+
+
+def series_color(series: str, all_series: list[str]) -> str:
+    """The same colour for an algorithm in every report (the registry's order, then its variants);
+    by position when the figure holds an algorithm twice (several experiments) or an unknown label."""
+    known = [*algorithms.ALGORITHMS, "riskpo_seeking", "riskpo_reference"]
+    names = [s.rsplit("/", 1)[-1] for s in all_series]
+    name = series.rsplit("/", 1)[-1]
+    if name in known and names.count(name) == 1 and all(n in known for n in names):
+        return f"C{known.index(name)}"
+    return f"C{all_series.index(series) % 10}"
 
 
 def style(ax: Axes) -> None:

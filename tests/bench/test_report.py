@@ -229,3 +229,13 @@ def test_final_entropy_is_each_runs_mean_over_its_last_tenth_of_steps():
     final, window = final_window(metrics, "train/entropy")
     assert window == 2  # 10% of 20 steps
     assert dict(zip(final["run_id"], final["train/entropy"])) == pytest.approx({"a": (1.8 + 1.9) / 2, "b": 1.0})
+
+
+def test_an_algorithm_keeps_its_colour_across_reports():
+    from bench.report import series_color
+
+    assert series_color("grpo", ["dapo", "grpo", "riskpo"]) == series_color("grpo", ["grpo", "riskpo_seeking"])
+    assert len({series_color(s, ["dapo", "grpo", "riskpo", "riskpo_seeking"])
+                for s in ["dapo", "grpo", "riskpo", "riskpo_seeking"]}) == 4
+    two_experiments = ["a/arith/grpo", "b/arith/grpo"]  # the same algorithm twice: told apart by position
+    assert series_color(two_experiments[0], two_experiments) != series_color(two_experiments[1], two_experiments)
