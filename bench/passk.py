@@ -185,11 +185,3 @@ def summarize(n, c, ks: Optional[Sequence[int]] = None, confidence: float = 0.95
         low, high = bootstrap_ci(values, confidence, resamples, seed)
         rows.append({"k": k, "pass_at_k": mean, "n": n_min, "stderr": stderr, "ci_low": low, "ci_high": high})
     return rows
-
-
-def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> tuple[float, float]:
-    """(mean, standard error over problems) of pass@k for (n, c) per problem; superseded by summarize."""
-    n_c = np.array(counts, dtype=np.int64).reshape(-1, 2)
-    if not len(n_c):
-        raise ValueError("mean pass@k of no problems")
-    return _mean_stderr(pass_at_k_array(n_c[:, 0], n_c[:, 1], k))

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.passk import (bootstrap_ci, majority_at_k, mean_at_n, mean_pass_at_k, pass_at_k, pass_at_k_array,
-                         summarize)
+from bench.passk import bootstrap_ci, majority_at_k, mean_at_n, pass_at_k, pass_at_k_array, summarize
 
 # --- pass@k ---------------------------------------------------------------------------------------
 
@@ -272,8 +271,3 @@ def test_summary_rejects_no_problems():
     with pytest.raises(ValueError, match="no problems"):
         summarize(4, [])
 
-
-def test_legacy_mean_pass_at_k_matches_the_summary():
-    counts = [(8, 0), (8, 1), (8, 5), (8, 8)]
-    (row,) = summarize(8, [c for _, c in counts], ks=[3])
-    assert mean_pass_at_k(counts, 3) == pytest.approx((row["pass_at_k"], row["stderr"]))
