@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import tasks
 from bench import passk
 from bench.rollout import Sampling
+from bench.sinks import Table, checkpoint_step, latest_checkpoint
 from tasks.base import Problem, Task, Verdict
 from tasks.scoring import Scorer
 
@@ -184,14 +185,12 @@ def resolve_checkpoint(spec: Optional[str]) -> Source:
     if not spec:
         return Source()
     path = Path(spec).expanduser()
-    if (path / "checkpoints" / "latest").is_file():
-        path = path / "checkpoints" / (path / "checkpoints" / "latest").read_text().strip()
+    path = latest_checkpoint(path) or path
     if (path / "trainer.pt").is_file() and (path / "model").is_dir():  # a checkpoint of a run
         config = path.parent.parent / "config.yaml"
         run = OmegaConf.load(config) if config.is_file() else None
         model = {"name": run.model.name if run else path.parent.parent.name, "path": str(path / "model")}
-        step = int(torch.load(path / "trainer.pt", weights_only=False)["step"])
-        return Source(model, [run.task] if run else [], step)
+        return Source(model, [run.task] if run else [], checkpoint_step(path))
     if (path / "config.json").is_file():
         return Source({"name": path.name, "path": str(path)})
     if spec.startswith((".", "/", "~")) or path.exists():
@@ -207,15 +206,11 @@ def route_model_argument(argv: list[str], presets: set[str]) -> list[str]:
 
 
 def write_results(out: Path, evaluation: Evaluation) -> None:
-    from bench.sinks import Table
-
     Table(out / "eval.parquet").add(evaluation.rows)
     Table(out / "problems.parquet").add(evaluation.problems)
 
 
 def table(evaluation: Evaluation) -> str:
-    import pandas as pd
-
     frame = pd.DataFrame(evaluation.rows)
     frame["cell"] = [f"{p:.3f} ± {s:.3f}" for p, s in zip(frame["pass_at_k"], frame["stderr"])]
     wide = frame.pivot(index="benchmark", columns="k", values="cell")

@@ -67,6 +67,22 @@ def write_atomically(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint after ``step`` steps goes: checkpoints/step-000040."""
+    return run_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint directory holds, read from its name (no need to load trainer.pt)."""
+    return int(path.name.rsplit("-", 1)[-1])
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The checkpoint ``checkpoints/latest`` names (switched last, so always a complete one), or None."""
+    latest = run_dir / "checkpoints" / "latest"
+    return run_dir / "checkpoints" / latest.read_text().strip() if latest.is_file() else None
+
+
 class Table:
     """A parquet table grown row by row; rows already on disk are read back on resume."""
 

@@ -33,7 +33,7 @@ from bench.evaluate import Evaluator, load_benchmarks
 from bench.policy import load_policy, token_logprobs
 from bench.rollout import Rollouts, Sampling, build_engine
 from bench.sampler import PromptSampler
-from bench.sinks import Sinks, write_atomically
+from bench.sinks import Sinks, checkpoint_dir, latest_checkpoint, write_atomically
 from tasks.base import Problem, Verdict
 from tasks.scoring import Scorer
 
@@ -261,8 +261,8 @@ class Trainer:
     def checkpoint(self) -> Path:
         """Save everything a resume needs; a kill at any moment leaves the previous checkpoint usable
         (the new one is written under a temporary name, renamed, then ``latest`` is switched)."""
-        root = self.run_dir / "checkpoints"
-        path, tmp = root / f"step-{self.step:06d}", root / f".step-{self.step:06d}.tmp"
+        path = checkpoint_dir(self.run_dir, self.step)
+        root, tmp = path.parent, path.parent / f".{path.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp / "model")
         self.tokenizer.save_pretrained(tmp / "model")
@@ -276,10 +276,9 @@ class Trainer:
         return path
 
     def _restore(self, run_dir: Path) -> None:
-        latest = run_dir / "checkpoints" / "latest"
-        if not latest.is_file():
+        path = latest_checkpoint(run_dir)
+        if path is None:
             raise FileNotFoundError(f"trainer.resume={run_dir}: no checkpoint there (checkpoints/latest is missing)")
-        path = run_dir / "checkpoints" / latest.read_text().strip()
         saved = torch.load(path / "trainer.pt", weights_only=False)
         self.model.load_state_dict(type(self.model).from_pretrained(path / "model").state_dict())
         self.optimizer.load_state_dict(saved["optimizer"])
