@@ -128,6 +128,9 @@ class PolicyBatch:
     adv_b: Tensor  # [b]
     mask_bt: Tensor  # [b, T] 1.0 on response tokens, 0.0 on padding
     ref_logp_bt: Optional[Tensor] = None  # [b, T] under the frozen reference (KL penalty)
+    # [b, T] weight of each token's policy-gradient term, no gradient (the truncated importance
+    # correction of the rollout engine's mismatch, ops.truncated_is_weight); None: 1
+    is_weight_bt: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -170,12 +173,14 @@ class Algorithm:
         raise NotImplementedError
 
     def token_loss(self, batch: PolicyBatch) -> TokenLoss:
-        """Clipped surrogate (token or sequence ratio), plus the KL penalty when kl_coef > 0."""
+        """Clipped surrogate (token or sequence ratio), weighted by ``is_weight_bt`` when given,
+        plus the KL penalty when kl_coef > 0 (never weighted: it is not a sampled estimate of the
+        policy gradient)."""
         c = self.config
         mask_bt = batch.mask_bt
         log_ratio_bt = ops.log_ratio(batch.logp_bt, batch.old_logp_bt, mask_bt, c.ratio)
         s = ops.clipped_surrogate(log_ratio_bt, batch.adv_b[:, None], c.clip_low, c.clip_high, c.dual_clip)
-        loss_bt = s.loss_bt
+        loss_bt = s.loss_bt if batch.is_weight_bt is None else s.loss_bt * batch.is_weight_bt.detach()
         metrics = {
             "clip_frac_low": ops.masked_mean(s.clipped_low_bt, mask_bt),
             "clip_frac_high": ops.masked_mean(s.clipped_high_bt, mask_bt),

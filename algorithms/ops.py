@@ -171,6 +171,19 @@ def kl(logp_bt: Tensor, ref_logp_bt: Tensor, estimator: KLEstimator) -> Tensor:
     return torch.exp(-diff_bt) + diff_bt - 1.0
 
 
+def truncated_is_weight(old_logp_bt: Tensor, engine_logp_bt: Tensor, cap: float) -> Tensor:
+    """[b, T] truncated importance weight min(pi_old / pi_engine, C) per token, no gradient.
+
+    The engine that sampled (vLLM) computes a slightly different distribution from the trainer's
+    recomputation of the same weights (other kernels, precision, batch shapes), so its samples
+    are off-policy for pi_old. Weighting each token's policy-gradient term by this ratio,
+    truncated at C to bound the variance, corrects for it (Yao et al. 2025, "Your efficient RL
+    framework secretly brings you off-policy RL training"; verl's ``tis_imp_ratio_cap``).
+    """
+    log_w_bt = (old_logp_bt - engine_logp_bt).detach().clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return torch.exp(log_w_bt).clamp(max=cap)
+
+
 # --- aggregation ------------------------------------------------------------------------------
 
 

@@ -66,9 +66,13 @@ def validate(cfg: DictConfig) -> None:
         algorithms.build(cfg.algorithm)
     if "task" in cfg:
         tasks.build(cfg.task)
-    for group in ("model", "rollout", "trainer", "logger", "eval"):
-        if group in cfg:
-            OmegaConf.to_object(cfg[group])
+    built = {group: OmegaConf.to_object(cfg[group]) for group in ("model", "rollout", "trainer", "logger", "eval")
+             if group in cfg}
+    if "trainer" in built and "rollout" in built:
+        trainer, rollout = built["trainer"], built["rollout"]
+        if trainer.tis_cap is not None and rollout.engine.value == "hf":
+            raise ValueError(f"trainer.tis_cap={trainer.tis_cap} corrects a rollout engine's mismatch with the policy; "
+                             "rollout=hf samples from the policy itself: use rollout=vllm or trainer.tis_cap=null")
 
 
 def one_line(err: BaseException) -> str:

@@ -16,7 +16,8 @@ sets, so every run has pass@k curves over training. Both write, in the output di
 - ``eval.parquet``: one row per (benchmark, step, k): ``pass_at_k`` (the unbiased estimator,
   every k in ``eval.k``, default 1..n), ``n``, ``stderr`` and a bootstrap ``ci_low``/``ci_high``
   over problems, ``maj_at_k`` (majority vote of k samples; NaN where answers are not comparable,
-  as for code), ``task_version``;
+  as for code), ``decoding`` (``sampled``, or ``greedy`` with ``eval.greedy=true``: temperature
+  0, one response per problem, its accuracy in the k = 1 row), ``task_version``;
 - ``problems.parquet``: one row per (benchmark, step, problem): ``uid``, ``n``, ``c`` (correct
   samples), from which any pass@k and paired comparisons between runs can be recomputed.
 """
@@ -51,16 +52,23 @@ class EvalConfig:
     prompts_per_call: int = 64  # prompts per generate call (times n sequences)
     confidence: float = 0.95  # of the bootstrap interval over problems
     resamples: int = 2000  # bootstrap resamples
+    # greedy decoding (temperature 0) with one response per problem, as the RiskPO reference code
+    # validates: reported as ``greedy`` accuracy (k = 1, n = 1; eval.n is not used)
+    greedy: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
         object.__setattr__(self, "k", tuple(self.k))
+        if self.greedy:
+            object.__setattr__(self, "n", 1)
         for name in ("n", "prompts_per_call", "resamples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 1")
         if self.problems < 0:
             raise ValueError(f"eval.problems={self.problems} must be >= 0 (0: all)")
         bad = [k for k in self.k if not 1 <= k <= self.n]
+        if bad and self.greedy:
+            raise ValueError(f"eval.k={list(self.k)}: eval.greedy=true takes one response per problem, so k is 1")
         if bad:
             raise ValueError(f"eval.k={list(self.k)} has {bad[0]}, outside 1..eval.n={self.n}")
         if not 0.0 < self.confidence < 1.0:
@@ -69,6 +77,14 @@ class EvalConfig:
     @property
     def ks(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.k))) or tuple(range(1, self.n + 1))
+
+    @property
+    def decoding(self) -> str:
+        return "greedy" if self.greedy else "sampled"
+
+    def sampling(self, rollout: Sampling) -> Sampling:
+        """The decoding of an evaluation: the rollout's sampling, or greedy."""
+        return replace(rollout, temperature=0.0) if self.greedy else rollout
 
 
 @dataclass
@@ -85,6 +101,7 @@ class Evaluation:
     seconds: float = 0.0
 
     def pass_at(self, k: int = 1) -> dict[str, float]:
+        """pass@k per benchmark (with greedy decoding, k = 1 is the greedy accuracy)."""
         return {r["benchmark"]: r["pass_at_k"] for r in self.rows if r["k"] == k}
 
 
@@ -135,7 +152,9 @@ class Evaluator:
         self.scorers |= {s.task.config.name: s for s in self.owned}
 
     def evaluate(self, step: int, sampling: Sampling, progress: bool = False) -> Evaluation:
+        """pass@k (or greedy accuracy) of every benchmark; ``sampling`` is the rollout's, seeded."""
         start, rows, problem_rows = time.monotonic(), [], []
+        sampling = self.config.sampling(sampling)
         for bench in self.benchmarks:
             verdicts = self.sample(bench, sampling, progress)
             n = self.config.n
@@ -145,7 +164,7 @@ class Evaluator:
                              for p, ci in zip(bench.problems, c)]
             summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
             rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
-                      "task_version": bench.task.version} for row in summary]
+                      "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 
     def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> list[Verdict]:
@@ -214,7 +233,8 @@ def table(evaluation: Evaluation) -> str:
     frame = pd.DataFrame(evaluation.rows)
     frame["cell"] = [f"{p:.3f} ± {s:.3f}" for p, s in zip(frame["pass_at_k"], frame["stderr"])]
     wide = frame.pivot(index="benchmark", columns="k", values="cell")
-    wide.columns = [f"pass@{k}" for k in wide.columns]
+    greedy = (frame["decoding"] == "greedy").all()
+    wide.columns = ["greedy" if greedy else f"pass@{k}" for k in wide.columns]
     return wide.to_string()
 
 
@@ -232,18 +252,19 @@ def cli(cfg: DictConfig) -> None:
         model_cfg: ModelConfig = OmegaConf.to_object(OmegaConf.merge(cfg.model, source.model))
         benchmarks = load_benchmarks(config, [*source.tasks, cfg.task])
         model, tokenizer = load_policy(model_cfg)
-    except (ValueError, KeyError, TypeError, OSError) as err:
+        rollout = OmegaConf.to_object(cfg.rollout)
+        engine = build_engine(rollout, model, tokenizer, seed=cfg.seed)
+    except (ValueError, KeyError, TypeError, OSError, ImportError) as err:
         print(f"bench.evaluate: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     out = Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
-    rollout = OmegaConf.to_object(cfg.rollout)
-    evaluator = Evaluator(config, benchmarks, build_engine(rollout, model, tokenizer))
+    evaluator = Evaluator(config, benchmarks, engine)
     try:
         evaluation = evaluator.evaluate(source.step, rollout.sampling(seed=cfg.seed), progress=True)
     finally:
         evaluator.close()
     write_results(out, evaluation)
-    print(f"{model_cfg.name} at step {source.step}, n={config.n}, "
+    print(f"{model_cfg.name} at step {source.step}, {'greedy' if config.greedy else f'n={config.n}'}, "
           f"{', '.join(f'{b.name} ({len(b.problems)})' for b in benchmarks)}; {evaluation.seconds:.0f} s")
     print(table(evaluation))
     print(f"results: {out}")

@@ -2,10 +2,20 @@
 
     python -m bench.perf memory    # peak memory of log-probs + entropy: chunked vs full logits
     python -m bench.perf step [overrides ...]   # time split of training steps of the default run
+    python -m bench.perf rollout   # tokens/s of the hf and vllm engines on the same prompts (.venv-vllm)
 
 ``step`` runs a few steps of ``bench.run``'s trainer (after one warm-up step) with timers
 around each stage: generate, score, advantages, old log-probs, update (the forward/backward and
-optimizer work); "other" is the rest of the step, the harness's own overhead.
+optimizer work), sync weights (the push into vLLM; nothing for hf); "other" is the rest of the
+step, the harness's own overhead.
+
+``rollout`` builds both engines on one policy in one process and times them on the same
+prompts, alternating which goes first: (a) one training step's batch (20 arith training prompts
+x 8, one call), (b) the evaluation batch (the 500 held-out arith problems x 8, in calls of
+``eval.prompts_per_call`` prompts, as the evaluator makes them). Generated tokens per second,
+the median over rounds, and the ratio vllm / hf. ``--hidden``/``--layers`` swap the tiny model
+for a randomly initialised wider one of the same family and tokenizer (responses then run to the
+length cap), to show where compute, not per-token overhead, dominates.
 
 ``memory`` builds a 2-layer Qwen2 with a real-size vocabulary (151,936, as Qwen2.5) and a small
 hidden size, random weights, so the output head dominates; each variant runs forward and
@@ -127,6 +137,73 @@ def timed(totals: dict[str, float], name: str, fn):
     return wrapper
 
 
+def rollout_policy(hidden: int, layers: int):
+    """The tiny policy, or (hidden > 0) a random wider model of its family with its tokenizer."""
+    import tempfile
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from bench.policy import ModelConfig, load_policy, resolve_path
+
+    if not hidden:
+        return load_policy(ModelConfig())
+    config = AutoConfig.from_pretrained(resolve_path(ModelConfig()))
+    heads = max(hidden // 64, 1)  # head_dim 64 (vLLM's CPU attention needs >= 32)
+    config.update({"hidden_size": hidden, "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+                   "num_attention_heads": heads, "num_key_value_heads": heads, "head_dim": hidden // heads,
+                   "layer_types": ["full_attention"] * layers})
+    torch.manual_seed(0)
+    directory = Path(tempfile.mkdtemp(prefix="bench-perf-model-"))
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    _, tokenizer = load_policy(ModelConfig())
+    tokenizer.save_pretrained(directory)
+    return load_policy(ModelConfig(name=f"random-h{hidden}-l{layers}", path=str(directory)))
+
+
+def rollout_speed(args: argparse.Namespace) -> int:
+    from statistics import median
+
+    from bench.evaluate import EvalConfig
+    from bench.rollout import EngineName, HFEngine, RolloutConfig, Sampling, VLLMEngine
+    from tasks.arith import ArithConfig, ArithTask
+
+    task = ArithTask(ArithConfig())
+    step_prompts = [task.prompt(p) for p in task.load("train")[:20]]
+    eval_prompts = [task.prompt(p) for p in task.load("arith")[: args.eval_problems or None]]
+    per_call = EvalConfig().prompts_per_call
+    model, tokenizer = rollout_policy(args.hidden, args.layers)
+    params = sum(p.numel() for p in model.parameters())
+    start = time.perf_counter()
+    engines = {"hf": HFEngine(model, tokenizer),
+               "vllm": VLLMEngine(model, tokenizer, RolloutConfig(engine=EngineName.vllm), seed=0)}
+    print(f"rollout engines on {params / 1e6:.1f}M parameters, {torch.get_num_threads()} torch threads, "
+          f"max_new_tokens {args.max_new_tokens}; vllm started in {time.perf_counter() - start:.1f} s")
+
+    def run(engine, prompts: list, calls: int, seed: int) -> tuple[int, float]:
+        tokens, begin = 0, time.perf_counter()
+        for first in range(0, len(prompts), calls):
+            sampling = Sampling(max_new_tokens=args.max_new_tokens, seed=seed + first)
+            tokens += int(engine.generate(prompts[first : first + calls], 8, sampling).lengths_b.sum())
+        return tokens, time.perf_counter() - begin
+
+    batches = {"(a) step: 20 prompts x 8": (step_prompts, len(step_prompts)),
+               f"(b) eval: {len(eval_prompts)} prompts x 8, {per_call} per call": (eval_prompts, per_call)}
+    for engine in engines.values():  # warm-up: first-call allocations, vLLM's first scheduling
+        run(engine, step_prompts, len(step_prompts), seed=0)
+    for label, (prompts, calls) in batches.items():
+        speed: dict[str, list[float]] = {name: [] for name in engines}
+        for round_ in range(args.rounds):
+            order = list(engines) if round_ % 2 == 0 else list(engines)[::-1]
+            for name in order:
+                tokens, seconds = run(engines[name], prompts, calls, seed=1 + round_)
+                speed[name].append(tokens / seconds)
+        hf, vllm = median(speed["hf"]), median(speed["vllm"])
+        print(f"  {label}: hf {hf:8.0f} tok/s   vllm {vllm:8.0f} tok/s   vllm / hf {vllm / hf:.2f} "
+              f"(median of {args.rounds} rounds)")
+    return 0
+
+
 def step_split(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
@@ -144,6 +221,7 @@ def step_split(args: argparse.Namespace) -> int:
         trainer.algo.advantages = timed(totals, "advantages", trainer.algo.advantages)
         trainer.update = timed(totals, "update", trainer.update)
         trainer.logprobs = timed(totals, "old log-probs", trainer.logprobs)  # inside update
+        trainer.engine.sync_weights = timed(totals, "sync weights", trainer.engine.sync_weights)
         start = time.perf_counter()
         for step in range(1, args.steps + 1):
             trainer.train_step(step)
@@ -153,7 +231,7 @@ def step_split(args: argparse.Namespace) -> int:
     totals["update"] -= totals.get("old log-probs", 0.0)
     totals["other"] = total - sum(totals.values())
     print(f"{args.steps} steps of {' '.join(overrides)}: {total:.2f} s, {total / args.steps:.3f} s per step")
-    for name in ("generate", "score", "advantages", "old log-probs", "update", "other"):
+    for name in ("generate", "score", "advantages", "old log-probs", "update", "sync weights", "other"):
         print(f"  {name:14s} {totals.get(name, 0.0) / args.steps:8.3f} s  {100 * totals.get(name, 0.0) / total:5.1f}%")
     print(f"  harness overhead ('other'): {100 * totals['other'] / total:.1f}% of the step (goal: < 10%)")
     return 0
@@ -175,6 +253,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stp.add_argument("--steps", type=int, default=5)
     stp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. algorithm=grpo")
     stp.set_defaults(run=step_split)
+    rol = commands.add_parser("rollout", help="tokens/s of the hf and vllm engines on the same prompts")
+    rol.add_argument("--rounds", type=int, default=3)
+    rol.add_argument("--max-new-tokens", type=int, default=64, help="the rollout default")
+    rol.add_argument("--eval-problems", type=int, default=0, help="of the held-out set in (b); 0: all 500")
+    rol.add_argument("--hidden", type=int, default=0, help="a random model this wide instead of the tiny one")
+    rol.add_argument("--layers", type=int, default=4, help="its decoder layers (with --hidden)")
+    rol.set_defaults(run=rollout_speed)
     args = parser.parse_args(argv)
     if getattr(args, "chunk", 0) is None:
         from bench.policy import ModelConfig

@@ -21,11 +21,18 @@ from tqdm import tqdm
 from bench.config import CONF_DIR, ConfigError, one_line, validate
 
 
+class StartupError(ValueError):
+    """The run could not start (its model, engine or data); the message is one line."""
+
+
 def train(cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = None) -> dict[str, float]:
     """Train, evaluate, checkpoint; ``labels`` name the config choices (run.json, for reports)."""
     from bench.trainer import Trainer  # torch and transformers load only once the config is valid
 
-    trainer = Trainer(cfg, run_dir, labels)
+    try:
+        trainer = Trainer(cfg, run_dir, labels)
+    except (ImportError, ValueError, OSError) as err:  # weights not found, vLLM missing or refusing a setting
+        raise StartupError(one_line(err)) from err
     t = trainer.t
     try:
         before = trainer.evaluate(trainer.step) if trainer.step == 0 else {}
@@ -47,9 +54,10 @@ def train(cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = Non
         trainer.checkpoint()
     finally:
         trainer.close()
+    measure = "greedy accuracy" if trainer.evaluator.config.greedy else "pass@1"
     for benchmark, value in after.items():
         start = f"{before[benchmark]:.3f} -> " if benchmark in before else ""
-        print(f"{benchmark} pass@1: {start}{value:.3f}")
+        print(f"{benchmark} {measure}: {start}{value:.3f}")
     if first and last:
         print(f"entropy: {first['train/entropy']:.3f} -> {last['train/entropy']:.3f}; "
               f"train reward: {first['train/reward_mean']:.3f} -> {last['train/reward_mean']:.3f}")
@@ -66,7 +74,11 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     run_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
     choices = HydraConfig.get().runtime.choices
-    train(cfg, run_dir, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
+    try:
+        train(cfg, run_dir, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
+    except StartupError as err:
+        print(f"bench.run: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,18 @@
 Epoch e is a permutation of the training pool drawn from (seed, e); ``take`` walks through it
 and into the next epoch. The position is the sampler's whole state, so a resumed run continues
 exactly where it stopped.
+
+The process-wide random generators (Python's, NumPy's, torch's) are saved with a checkpoint
+(``rng_state``) and kept across code that reseeds them (``preserved_rng``: vLLM's start-up).
 """
 
 from __future__ import annotations
 
+import random
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
 import torch
 
 
@@ -30,3 +38,32 @@ class PromptSampler:
             out += grab
             self.position += len(grab)
         return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run the body, then put every process-wide generator back as it was (the body may reseed them)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)

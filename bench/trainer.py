@@ -15,24 +15,23 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 import tasks
+from algorithms import ops
 from algorithms.base import LossNorm, PolicyBatch, RewardBatch
 from bench.evaluate import Evaluator, load_benchmarks
 from bench.policy import load_policy, token_logprobs
 from bench.rollout import Rollouts, Sampling, build_engine
-from bench.sampler import PromptSampler
+from bench.sampler import PromptSampler, rng_state, seed_everything, set_rng_state
 from bench.sinks import Sinks, checkpoint_dir, latest_checkpoint, write_atomically
 from tasks.base import Problem, Verdict
 from tasks.scoring import Scorer
@@ -50,6 +49,10 @@ class TrainerConfig:
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_size: int = 80  # responses per forward/backward
     entropy_coef: float = 0.0
+    # truncated importance sampling of the rollout engine's mismatch: each token's policy-gradient
+    # term weighted by min(pi_old / pi_engine, tis_cap) (ops.truncated_is_weight); None: off.
+    # Needs an engine that reports its sampling log-probs (rollout=vllm)
+    tis_cap: Optional[float] = None
     max_resample: int = 4  # extra generation rounds while select drops groups (DAPO)
     eval_every: int = 10  # evaluate (the eval group's settings) every this many steps; 0: only before and after
     checkpoint_every: int = 0  # 0: only at the end
@@ -63,6 +66,8 @@ class TrainerConfig:
         for name in ("steps", "prompts_per_step", "ppo_epochs", "mini_batches", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
+        if self.tis_cap is not None and self.tis_cap <= 0.0:
+            raise ValueError(f"trainer.tis_cap={self.tis_cap} must be > 0 (or null: off)")
         if self.prompts_per_step % self.mini_batches:
             raise ValueError(f"trainer.prompts_per_step={self.prompts_per_step} is not divisible into "
                              f"trainer.mini_batches={self.mini_batches}")
@@ -93,7 +98,7 @@ class Trainer:
             torch.set_num_threads(self.t.threads)
         self.model, self.tokenizer = load_policy(self.model_cfg)
         self.device = next(self.model.parameters()).device
-        self.engine = build_engine(self.rollout_cfg, self.model, self.tokenizer)
+        self.engine = build_engine(self.rollout_cfg, self.model, self.tokenizer, seed=cfg.seed)
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if self.algo.config.kl_coef > 0 else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.t.lr, weight_decay=self.t.weight_decay)
         warmup = max(self.t.warmup_steps, 0)
@@ -212,7 +217,10 @@ class Trainer:
                 sums["train/grad_norm"] = sums.get("train/grad_norm", 0.0) + grad.item()
         updates = self.t.ppo_epochs * self.t.mini_batches
         tokens = max(r.response_mask.sum().item(), 1)
-        out = {k: v / tokens for k, v in sums.items() if k not in ("train/grad_norm", "train/loss")}
+        not_means = ("train/grad_norm", "train/loss", "rollout/logprob_diff_max")
+        out = {k: v / tokens for k, v in sums.items() if k not in not_means}
+        if "rollout/logprob_diff_max" in sums:
+            out["rollout/logprob_diff_max"] = sums["rollout/logprob_diff_max"]
         out["train/grad_norm"] = sums["train/grad_norm"] / updates
         out["train/loss"] = sums["train/loss"] / updates
         return out
@@ -223,8 +231,12 @@ class Trainer:
                                          self.model_cfg.logprob_chunk, with_entropy=True,
                                          temperature=self.rollout_cfg.temperature)
         old = logp_bt.detach() if old_bt is None else old_bt[micro]
+        engine_bt = None if r.sample_logp_bt is None else r.sample_logp_bt[micro]
+        weight_bt = None
+        if engine_bt is not None and self.t.tis_cap is not None:
+            weight_bt = ops.truncated_is_weight(old, engine_bt, self.t.tis_cap)
         pb = PolicyBatch(logp_bt=logp_bt, old_logp_bt=old, adv_b=adv_b[micro], mask_bt=mask,
-                         ref_logp_bt=None if ref_bt is None else ref_bt[micro])
+                         ref_logp_bt=None if ref_bt is None else ref_bt[micro], is_weight_bt=weight_bt)
         token_loss = self.algo.token_loss(pb)
         loss = self.algo.aggregate(token_loss.loss_bt, mask, norm)
         if self.t.entropy_coef:
@@ -236,6 +248,13 @@ class Trainer:
             for name, value in token_loss.metrics.items():
                 sums[f"train/{name}"] = sums.get(f"train/{name}", 0.0) + value.item() * tokens
             sums["train/entropy"] = sums.get("train/entropy", 0.0) + (ent_bt.detach() * mask).sum().item()
+            if engine_bt is not None:  # the engine's sampling log-probs against the policy's recomputation
+                diff_bt = (old - engine_bt).abs() * mask
+                sums["rollout/logprob_diff_mean"] = sums.get("rollout/logprob_diff_mean", 0.0) + diff_bt.sum().item()
+                sums["rollout/logprob_diff_max"] = max(sums.get("rollout/logprob_diff_max", 0.0), diff_bt.max().item())
+                if weight_bt is not None:
+                    clipped = ((old - engine_bt).exp() > self.t.tis_cap).float() * mask
+                    sums["train/tis_clip_frac"] = sums.get("train/tis_clip_frac", 0.0) + clipped.sum().item()
 
     @staticmethod
     def logprobs(model: Any, r: Rollouts, chunk: int, temperature: float) -> torch.Tensor:
@@ -299,22 +318,3 @@ def identity(cfg: DictConfig, labels: dict[str, str]) -> dict[str, Any]:
     ``riskpo``) when Hydra made them, the config's names otherwise."""
     return {"algorithm": labels.get("algorithm", cfg.algorithm.name), "task": labels.get("task", cfg.task.name),
             "model": labels.get("model", cfg.model.name), "seed": int(cfg.seed), "experiment": cfg.trainer.experiment}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

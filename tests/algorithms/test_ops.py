@@ -99,6 +99,16 @@ def test_token_ratio_is_the_per_token_log_ratio():
 # --- KL -----------------------------------------------------------------------------------------
 
 
+def test_truncated_importance_weight_by_hand():
+    # log(pi_old / pi_engine) = [0.5, -1.0, 0.0, 30.0]; cap 1.5: [min(e^0.5 = 1.649, 1.5), e^-1, 1, 1.5]
+    old = torch.tensor([[-1.0, -2.0, -0.5, -0.1]], dtype=torch.float64, requires_grad=True)
+    engine = torch.tensor([[-1.5, -1.0, -0.5, -30.1]], dtype=torch.float64)
+    w = ops.truncated_is_weight(old, engine, cap=1.5)
+    assert w.flatten().tolist() == pytest.approx([1.5, math.exp(-1.0), 1.0, 1.5])
+    assert not w.requires_grad  # a weight, never a path for the gradient
+    assert ops.truncated_is_weight(old, engine, cap=10.0).flatten()[0].item() == pytest.approx(math.exp(0.5))
+
+
 def test_kl_estimators_by_hand():
     # pi = 0.5, pi_ref = 0.25: d = log 2; k1 = d, k2 = d^2 / 2, k3 = 1/2 + d - 1
     logp, ref = torch.tensor([[math.log(0.5)]]), torch.tensor([[math.log(0.25)]])

@@ -110,6 +110,23 @@ def test_kl_penalty_adds_coef_times_estimate():
         algo.token_loss(PolicyBatch(logp, logp, adv, torch.ones(1, 2, dtype=torch.float64)))
 
 
+def test_importance_weight_scales_the_policy_gradient_term_and_not_the_kl():
+    algo = build("grpo", kl_coef=0.5, kl_estimator="k1")
+    logp = torch.tensor([[-1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    ref = torch.tensor([[-1.5, -1.0]], dtype=torch.float64)
+    adv = torch.tensor([2.0], dtype=torch.float64)
+    weight = torch.tensor([[0.5, 3.0]], dtype=torch.float64)
+    mask = torch.ones(1, 2, dtype=torch.float64)
+    out = algo.token_loss(PolicyBatch(logp, logp.detach(), adv, mask, ref_logp_bt=ref, is_weight_bt=weight))
+    # ratio 1: surrogate -A = -2 per token, times the weight, plus 0.5 * (logp - ref) unweighted
+    assert out.loss_bt.flatten().tolist() == pytest.approx([-2.0 * 0.5 + 0.25, -2.0 * 3.0 - 0.5])
+    out.loss_bt.sum().backward()
+    # d/dlogp: -A * w * ratio (the ratio's gradient is itself) + kl_coef
+    assert logp.grad.flatten().tolist() == pytest.approx([-2.0 * 0.5 + 0.5, -2.0 * 3.0 + 0.5])
+    unweighted = algo.token_loss(PolicyBatch(logp, logp.detach(), adv, mask, ref_logp_bt=ref))
+    assert unweighted.loss_bt.flatten().tolist() == pytest.approx([-2.0 + 0.25, -2.0 - 0.5])
+
+
 # --- RiskPO -----------------------------------------------------------------------------------
 
 riskpo_configs = st.builds(

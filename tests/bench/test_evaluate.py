@@ -13,7 +13,7 @@ import tasks
 from bench import passk
 from bench.config import CONF_DIR, ConfigError, compose
 from bench.evaluate import (EvalConfig, Evaluator, load_benchmarks, majority, owner_of, resolve_checkpoint,
-                            route_model_argument)
+                            route_model_argument, table)
 from bench.policy import ModelConfig, load_policy
 from bench.rollout import HFEngine, Sampling
 from tasks.arith import ArithConfig, ArithTask
@@ -37,6 +37,9 @@ def test_every_benchmark_has_one_owner_and_unknown_ones_are_named():
     (["eval.n=0"], "eval.n=0 must be >= 1"),
     (["eval.problems=-1"], "eval.problems=-1 must be >= 0"),
     (["eval.confidence=1.5"], "eval.confidence=1.5 must be in (0, 1)"),
+    (["eval.greedy=true", "eval.k=[1,4]"], "eval.k=[1, 4]: eval.greedy=true takes one response per problem, so k is 1"),
+    (["rollout.temperature=0"], "rollout.temperature=0.0 must be > 0: a rollout samples (greedy decoding is for "
+                                "evaluation: eval.greedy=true)"),
 ])
 def test_bad_eval_settings_fail_at_compose_time(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
@@ -103,6 +106,23 @@ def test_evaluation_is_seeded_and_independent_of_the_call_size(policy):
     assert one.rows == again.rows and one.problems == again.problems
     other_seed = evaluate(policy, EvalConfig(n=3, k=(1, 3), resamples=100, prompts_per_call=4), seed=6)
     assert [p["c"] for p in other_seed.problems] != [p["c"] for p in one.problems]
+
+
+def test_greedy_evaluation_is_one_deterministic_response_per_problem(policy):
+    config = EvalConfig(n=8, greedy=True, resamples=200, prompts_per_call=5)
+    assert (config.n, config.ks, config.decoding) == (1, (1,), "greedy")
+    out = evaluate(policy, config)
+    assert out.rows == evaluate(policy, config, seed=6).rows  # the seed plays no part
+    rows, problems = pd.DataFrame(out.rows), pd.DataFrame(out.problems)
+    assert rows["k"].tolist() == [1] and set(rows["n"]) == {1} and set(rows["decoding"]) == {"greedy"}
+    assert set(problems["n"]) == {1} and len(problems) == 12
+    accuracy = problems["c"].mean()
+    assert rows["pass_at_k"].iloc[0] == pytest.approx(accuracy)
+    assert rows["stderr"].iloc[0] == pytest.approx(problems["c"].std(ddof=1) / math.sqrt(12))  # over problems
+    assert rows["ci_low"].iloc[0] <= accuracy <= rows["ci_high"].iloc[0]
+    assert "greedy" in table(out) and "pass@1" not in table(out)
+    sampled = evaluate(policy, EvalConfig(n=1, resamples=200))
+    assert set(pd.DataFrame(sampled.rows)["decoding"]) == {"sampled"}
 
 
 def test_the_trainer_writes_every_k_at_every_evaluation(results_dir):

@@ -177,7 +177,7 @@ def test_select_cat_and_to(tokenizer):
     "kwargs, message",
     [
         ({"max_new_tokens": 0}, "sampling.max_new_tokens=0 must be >= 1"),
-        ({"temperature": 0.0}, "sampling.temperature=0.0 must be > 0"),
+        ({"temperature": -0.5}, "sampling.temperature=-0.5 must be > 0"),
         ({"top_p": 0.0}, r"sampling.top_p=0.0 must be in \(0, 1\]"),
         ({"top_p": 1.5}, r"sampling.top_p=1.5 must be in \(0, 1\]"),
         ({"top_k": -1}, "sampling.top_k=-1 must be >= 0"),
@@ -217,16 +217,35 @@ def test_build_engine_hf(tokenizer):
     engine.sync_weights(model)  # nothing to push: it samples from the policy itself
 
 
-# --- vLLM ------------------------------------------------------------------------------------
+# --- vLLM without vLLM (the engine's own tests: tests/bench/test_vllm.py) --------------------
 
-needs_vllm = pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed")
 
 
 @pytest.mark.skipif(vllm_available(), reason="vLLM is installed")
 def test_vllm_engine_without_vllm_says_how_to_install(tokenizer):
     with pytest.raises(ImportError) as info:
         build_engine(RolloutConfig(engine="vllm"), make_model(), tokenizer)
-    assert str(info.value) == VLLM_MISSING == "vLLM is not installed: pip install -e '.[vllm]' on a GPU machine"
+    assert str(info.value) == VLLM_MISSING
+    assert "make setup-vllm" in VLLM_MISSING and "\n" not in VLLM_MISSING
+
+
+def test_vllm_sleep_mode_is_refused_on_the_cpu_before_anything_starts(tokenizer):
+    """Checked before vLLM is imported: the same line with or without vLLM installed."""
+    with pytest.raises(ValueError, match=r"^rollout.sleep_between_steps=true: vLLM's sleep mode needs a GPU "
+                                         r"\(the policy is on cpu\); set rollout.sleep_between_steps=false$"):
+        build_engine(RolloutConfig(engine="vllm", sleep_between_steps=True), make_model(), tokenizer)
+
+
+# --- greedy decoding (evaluation only) -------------------------------------------------------
+
+
+def test_training_rollouts_refuse_greedy_decoding():
+    with pytest.raises(ValueError, match=r"rollout.temperature=0.0 must be > 0: a rollout samples "
+                                         r"\(greedy decoding is for evaluation: eval.greedy=true\)"):
+        RolloutConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="rollout.temperature=0.0 must be > 0"):
+        compose_rollout("hf", "temperature=0")
+    assert Sampling(temperature=0.0).greedy and not Sampling().greedy
 
 
 def decisive_model(seed: int):
@@ -237,25 +256,20 @@ def decisive_model(seed: int):
     return model
 
 
-@needs_vllm
-@pytest.mark.gpu
-@pytest.mark.parametrize("sleep", [False, True])
-def test_vllm_engine_matches_the_layout_and_follows_the_weights(tmp_path, tokenizer, sleep):
-    decisive_model(seed=2).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).cuda()
-    engine = VLLMEngine(model, tokenizer, RolloutConfig(engine="vllm", gpu_memory_utilization=0.3,
-                                                        sleep_between_steps=sleep))
-    sampling = Sampling(max_new_tokens=6, seed=1)
-    r = engine.generate(PROMPTS, 4, sampling)
-    check_layout(r, tokenizer, PROMPTS, 4, 6)
-    assert engine.generate(PROMPTS, 4, sampling).texts == r.texts
-    greedy = dataclasses.replace(sampling, top_k=1)
-    hf = HFEngine(model, tokenizer)
-    assert engine.generate(PROMPTS, 1, greedy).texts == hf.generate(PROMPTS, 1, greedy).texts
-    with torch.no_grad():  # new weights in the policy: the next rollouts must come from them
-        model.load_state_dict(decisive_model(seed=5).cuda().state_dict())
-    engine.sync_weights(model)
-    assert engine.generate(PROMPTS, 1, greedy).texts == hf.generate(PROMPTS, 1, greedy).texts
+def test_hf_greedy_decoding_takes_the_argmax_every_step(tokenizer):
+    """Temperature 0: each token is the argmax of the model's next-token logits, whatever the seed."""
+    model = decisive_model(seed=3)
+    model.generation_config.update(do_sample=True, temperature=1000.0, top_k=0)  # must not turn greedy into sampling
+    engine = HFEngine(model, tokenizer)
+    first = engine.generate(PROMPTS, 1, Sampling(temperature=0.0, max_new_tokens=6, seed=1))
+    again = engine.generate(PROMPTS, 2, Sampling(temperature=0.0, max_new_tokens=6, seed=99))
+    assert again.texts == [t for t in first.texts for _ in range(2)]
+    for row in range(len(PROMPTS)):
+        kept = first.attention_mask[row].bool()
+        tokens = first.input_ids[row][kept]  # the prompt and response without padding
+        with torch.no_grad():
+            logits = model(input_ids=tokens[None]).logits[0]
+        start = len(tokens) - int(first.lengths_b[row])
+        assert tokens[start:].tolist() == logits[start - 1 : -1].argmax(-1).tolist()
+    sampled = engine.generate(PROMPTS, 2, Sampling(max_new_tokens=6, seed=1))
+    assert sampled.sample_logp_bt is None  # hf samples from the policy itself: nothing to compare

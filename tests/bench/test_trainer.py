@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench.config import ConfigError, compose
+from bench.rollout import VLLM_MISSING, vllm_available
 from bench.run import train
 
 SMALL = ["trainer.steps=2", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
@@ -61,6 +62,9 @@ def test_dapo_refills_the_batch_and_respects_its_bound(tmp_path):
         (["model.path=/nonexistent/model"], "/nonexistent/model not found locally; set model.path=<dir>"),
         (["rollout.max_new_tokens=0"], "max_new_tokens"),
         (["trainer.prompts_per_step=5", "trainer.mini_batches=2"], "not divisible"),
+        (["trainer.tis_cap=2"], "trainer.tis_cap=2.0 corrects a rollout engine's mismatch with the policy; rollout=hf "
+                                "samples from the policy itself: use rollout=vllm or trainer.tis_cap=null"),
+        (["trainer.tis_cap=0", "rollout=vllm"], r"trainer.tis_cap=0.0 must be > 0 \(or null: off\)"),
     ],
 )
 def test_clear_errors(tmp_path, overrides, fragment):
@@ -98,3 +102,12 @@ def test_several_epochs_use_stored_old_log_probs(tmp_path):
     assert abs(metrics["train/approx_kl_old"].iloc[0]) < 1e-6
     several = run(tmp_path / "mini", "algorithm=grpo", "trainer.mini_batches=5", "trainer.steps=1")
     assert math.isfinite(several["train/loss"].iloc[0]) and several["train/approx_kl_old"].iloc[0] > 0
+
+
+@pytest.mark.skipif(vllm_available(), reason="vLLM is installed")
+def test_the_vllm_engine_without_vllm_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench.run", *SMALL, "rollout=vllm", f"hydra.run.dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"bench.run: {VLLM_MISSING}: No module named 'vllm'"
+    assert "Traceback" not in done.stderr
