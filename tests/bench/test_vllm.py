@@ -226,7 +226,10 @@ def test_evaluate_command_line_through_vllm(tmp_path):
     assert rows["k"].tolist() == [1, 2, 3, 4] and len(pd.read_parquet(out / "problems.parquet")) == 16
     greedy = command("bench.evaluate", "model=tiny", "rollout=vllm", "eval.greedy=true", "eval.problems=16",
                      "eval.resamples=50", f"output_dir={tmp_path / 'greedy'}")
-    assert "tiny at step 0, greedy, arith (16)" in greedy.stdout and "greedy" in greedy.stdout.splitlines()[-3]
+    lines = greedy.stdout.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.startswith("tiny at step 0, greedy, arith (16)"))
+    assert lines[summary + 1].split() == ["greedy"] and "pass@" not in greedy.stdout  # the table's one column
+    assert pd.read_parquet(tmp_path / "greedy" / "eval.parquet")["decoding"].tolist() == ["greedy"]
 
 
 def test_sleep_mode_on_the_cpu_is_one_line(tmp_path):
