@@ -332,25 +332,36 @@ def vllm_distribution() -> Optional[tuple[str, str]]:
     return None
 
 
-# vLLM warnings that say nothing about this use of it, dropped by message (any other still shows):
+# vLLM warnings about choices this engine makes on purpose or undoes, dropped by message (any
+# other still shows):
 # - on every weight push: RotaryEmbedding "failed to load weights": its cos/sin cache is computed
 #   from the config, is never in a checkpoint, and is kept as it was;
 # - at start-up on the CPU: torch.set_num_threads "skipped": vLLM's own calls, during its
-#   start-up (the stub is removed afterwards, _kept_process_settings).
+#   start-up (the stub is removed afterwards, _kept_process_settings);
+# - "the global random seed is set": the generators are restored (_kept_process_settings);
+# - chunked prefill "not officially" disabled: on purpose on the CPU (engine_args); the vLLM
+#   tests check its log-probs and pass@1 against the policy's and the HF engine's.
 HARMLESS_VLLM_WARNINGS = {
     "vllm.model_executor.model_loader.reload.layerwise": "RotaryEmbedding: Failed to load weights",
     "vllm.v1.worker.cpu_worker": "CPU backend doesn't allow to use `torch.set_num_threads`",
+    "vllm.engine.arg_utils": ("The global random seed is set", "This model does not officially support disabling"),
 }
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: str | tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
 def _quiet_harmless_vllm_warnings() -> None:
-    for name, message in HARMLESS_VLLM_WARNINGS.items():
+    for name, prefixes in HARMLESS_VLLM_WARNINGS.items():
         logger = logging.getLogger(name)
-        if not any(getattr(f, "vllm_message", None) == message for f in logger.filters):
-            drop = logging.Filter()
-            drop.filter = lambda record, text=message: not record.getMessage().startswith(text)  # type: ignore
-            drop.vllm_message = message  # type: ignore[attr-defined]
-            logger.addFilter(drop)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(prefixes))
 
 
 @contextmanager
@@ -366,6 +377,43 @@ def _kept_process_settings() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads = set_num_threads
+
+
+def engine_args(cfg: RolloutConfig, model: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
+    """``vllm.LLM``'s arguments for serving ``model`` as configured, on the policy's device."""
+    path = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
+    if not path:
+        raise ValueError("the vllm engine builds its model from the policy's directory; load the policy with "
+                         "from_pretrained (model.config._name_or_path is empty)")
+    cpu = next(model.parameters()).device.type == "cpu"
+    args: dict[str, Any] = dict(
+        model=path, tokenizer=getattr(tokenizer, "name_or_path", None) or path,
+        dtype=str(model.dtype).removeprefix("torch."),  # the policy's: bfloat16 on GPU by default
+        seed=seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
+        enforce_eager=cpu if cfg.enforce_eager is None else cfg.enforce_eager,
+        max_num_seqs=cfg.max_num_seqs, tensor_parallel_size=cfg.tensor_parallel_size,
+        enable_sleep_mode=cfg.sleep_between_steps, logprobs_mode="processed_logprobs",
+        generation_config="vllm",  # sample with exactly our SamplingParams, not the model's defaults
+    )
+    if cfg.tensor_parallel_size > 1:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world != cfg.tensor_parallel_size:
+            raise ValueError(f"rollout.tensor_parallel_size={cfg.tensor_parallel_size} puts one vLLM shard in each "
+                             f"trainer process: launch with torchrun --nproc-per-node={cfg.tensor_parallel_size} "
+                             f"(WORLD_SIZE is {world})")
+        args["distributed_executor_backend"] = "external_launcher"
+    else:  # the engine core in this process, so weights pass by reference
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    kv_cache_gib = cfg.kv_cache_gib if cfg.kv_cache_gib is not None else (KV_CACHE_GIB_CPU if cpu else None)
+    if kv_cache_gib is not None:
+        args["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+    if cpu:
+        # vLLM's CPU runner rewinds a seeded request's generator when it drops the token of a
+        # partial (chunked) prefill, which CPU generators cannot do ("CPU Generator does not
+        # use offset"): prompts are prefilled whole, in steps large enough for any of them
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        args |= {"enable_chunked_prefill": False, "max_num_batched_tokens": max(CPU_BATCHED_TOKENS, context)}
+    return args
 
 
 class VLLMEngine:
@@ -401,44 +449,10 @@ class VLLMEngine:
         except ImportError as err:
             raise ImportError(VLLM_MISSING) from err
         _quiet_harmless_vllm_warnings()
-        path = getattr(model.config, "_name_or_path", "") or getattr(model, "name_or_path", "")
-        if not path:
-            raise ValueError("the vllm engine builds its model from the policy's directory; load the policy with "
-                             "from_pretrained (model.config._name_or_path is empty)")
-        extra: dict[str, Any] = {}
-        if cfg.tensor_parallel_size > 1:
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            if world != cfg.tensor_parallel_size:
-                raise ValueError(f"rollout.tensor_parallel_size={cfg.tensor_parallel_size} puts one vLLM shard in each "
-                                 f"trainer process: launch with torchrun --nproc-per-node={cfg.tensor_parallel_size} "
-                                 f"(WORLD_SIZE is {world})")
-            extra["distributed_executor_backend"] = "external_launcher"
-        else:
-            # the engine core in this process, so weights pass by reference
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        cpu = device.type == "cpu"
-        kv_cache_gib = cfg.kv_cache_gib if cfg.kv_cache_gib is not None else (KV_CACHE_GIB_CPU if cpu else None)
-        if kv_cache_gib is not None:
-            extra["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
-        if cpu:
-            # vLLM's CPU runner rewinds a seeded request's generator when it drops the token of a
-            # partial (chunked) prefill, which CPU generators cannot do ("CPU Generator does not
-            # use offset"): prompts are prefilled whole, in steps large enough for any of them
-            context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
-            extra |= {"enable_chunked_prefill": False, "max_num_batched_tokens": max(CPU_BATCHED_TOKENS, context)}
         self.cfg, self.tokenizer, self.policy = cfg, tokenizer, model
         self.vllm = vllm
         with _kept_process_settings():
-            self.llm = vllm.LLM(
-                model=path, tokenizer=getattr(tokenizer, "name_or_path", None) or path,
-                dtype=str(model.dtype).removeprefix("torch."),  # the policy's: bfloat16 on GPU by default
-                seed=seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                enforce_eager=cpu if cfg.enforce_eager is None else cfg.enforce_eager,
-                max_num_seqs=cfg.max_num_seqs, tensor_parallel_size=cfg.tensor_parallel_size,
-                enable_sleep_mode=cfg.sleep_between_steps, logprobs_mode="processed_logprobs",
-                generation_config="vllm",  # sample with exactly our SamplingParams, not the model's defaults
-                **extra,
-            )
+            self.llm = vllm.LLM(**engine_args(cfg, model, tokenizer, seed))
         self.asleep = False
         self.push(model)  # the policy may differ from its directory (a resumed checkpoint)
 

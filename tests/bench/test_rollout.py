@@ -273,3 +273,23 @@ def test_hf_greedy_decoding_takes_the_argmax_every_step(tokenizer):
         assert tokens[start:].tolist() == logits[start - 1 : -1].argmax(-1).tolist()
     sampled = engine.generate(PROMPTS, 2, Sampling(max_new_tokens=6, seed=1))
     assert sampled.sample_logp_bt is None  # hf samples from the policy itself: nothing to compare
+
+
+def test_vllm_engine_arguments_on_the_cpu(tmp_path, tokenizer):
+    """What the engine asks vLLM for (no vLLM needed): the CPU defaults, and explicit settings winning."""
+    from bench.rollout import CPU_BATCHED_TOKENS, engine_args
+
+    make_model().save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    args = engine_args(RolloutConfig(engine="vllm"), model, tokenizer, seed=7)
+    assert args["model"] == str(tmp_path) and args["seed"] == 7 and args["dtype"] == "float32"
+    assert args["kv_cache_memory_bytes"] == 2**30 and args["enforce_eager"] is True and args["max_num_seqs"] == 1024
+    assert args["enable_chunked_prefill"] is False and args["max_num_batched_tokens"] >= CPU_BATCHED_TOKENS
+    assert args["logprobs_mode"] == "processed_logprobs" and args["generation_config"] == "vllm"
+    chosen = engine_args(RolloutConfig(engine="vllm", kv_cache_gib=0.25, enforce_eager=False, max_num_seqs=64),
+                         model, tokenizer, seed=0)
+    assert (chosen["kv_cache_memory_bytes"], chosen["enforce_eager"], chosen["max_num_seqs"]) == (2**28, False, 64)
+    with pytest.raises(ValueError, match="model.config._name_or_path is empty"):
+        engine_args(RolloutConfig(engine="vllm"), make_model(), tokenizer, seed=0)

@@ -181,28 +181,33 @@ def command(module: str, *args: str, timeout: float = 400) -> subprocess.Complet
     return done
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "riskpo"])
-def test_training_through_vllm(tmp_path, algorithm):
-    extra = ["trainer.tis_cap=2.0"] if algorithm == "grpo" else []
-    done = command("bench.run", *SMALL, f"algorithm={algorithm}", *extra, f"hydra.run.dir={tmp_path}")
-    assert f"run dir: {tmp_path}" in done.stdout
-    metrics = pd.read_parquet(tmp_path / "metrics.parquet")
-    assert metrics["step"].tolist() == [0, 1, 2]
+def check_vllm_run(run_dir, steps: int) -> pd.DataFrame:
+    """A finished run through vLLM: its metrics, the engine following the policy, vLLM in env.json."""
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    assert metrics["step"].tolist() == list(range(steps))
     assert all(math.isfinite(x) for x in metrics["train/loss"])
     # the engine's sampling log-probs follow the policy through every update (weight sync works)
     assert (metrics["rollout/logprob_diff_mean"] < 1e-4).all() and (metrics["rollout/logprob_diff_max"] < 1e-2).all()
-    assert ("train/tis_clip_frac" in metrics) == bool(extra)
-    packages = json.loads((tmp_path / "env.json").read_text())["packages"]
+    packages = json.loads((run_dir / "env.json").read_text())["packages"]
     distribution, version = vllm_distribution()
     assert packages[distribution] == version
-    assert set(pd.read_parquet(tmp_path / "eval.parquet")["step"]) == {0, 3}
+    assert set(pd.read_parquet(run_dir / "eval.parquet")["step"]) == {0, steps}
+    return metrics
 
 
-def test_killed_vllm_run_resumes_to_the_same_metrics(tmp_path):
+def test_grpo_through_vllm_with_the_importance_correction(tmp_path):
+    done = command("bench.run", *SMALL, "algorithm=grpo", "trainer.tis_cap=2.0", f"hydra.run.dir={tmp_path}")
+    assert f"run dir: {tmp_path}" in done.stdout
+    metrics = check_vllm_run(tmp_path, steps=3)
+    assert metrics["train/tis_clip_frac"].between(0.0, 1.0).all()
+
+
+def test_killed_riskpo_run_through_vllm_resumes_to_the_same_metrics(tmp_path):
     common = [*SMALL, "trainer.steps=4", "trainer.checkpoint_every=2", "algorithm=riskpo"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     command("bench.run", *common, f"hydra.run.dir={whole}")
-    expected = pd.read_parquet(whole / "metrics.parquet")
+    expected = check_vllm_run(whole, steps=4)
+    assert "train/tis_clip_frac" not in expected  # off by default
     process = subprocess.Popen([sys.executable, "-m", "bench.run", *common, f"hydra.run.dir={cut}"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     latest, deadline = cut / "checkpoints" / "latest", time.monotonic() + 400
