@@ -30,13 +30,14 @@ pytestmark = pytest.mark.vllm
 ROOT = CONF_DIR.parent
 TASK = ArithTask(ArithConfig())
 # a few steps of the default run, small enough for CI
+# (float32 on any device: the tolerances below are float32's)
 SMALL = ["trainer.steps=3", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
-         "eval.problems=8", "eval.n=2", "trainer.eval_every=0", "logger=none", "rollout=vllm"]
+         "eval.problems=8", "eval.n=2", "trainer.eval_every=0", "logger=none", "rollout=vllm", "model.dtype=float32"]
 
 
 @pytest.fixture(scope="module")
 def policy():
-    return load_policy(ModelConfig())
+    return load_policy(ModelConfig(dtype="float32"))
 
 
 @pytest.fixture(scope="module")
