@@ -21,7 +21,7 @@ import algorithms
 import tasks
 from bench.evaluate import EvalConfig
 from bench.policy import ModelConfig
-from bench.rollout import RolloutConfig
+from bench.rollout import EngineName, RolloutConfig
 from bench.sinks import LoggerConfig
 from bench.trainer import TrainerConfig
 
@@ -70,7 +70,7 @@ def validate(cfg: DictConfig) -> None:
              if group in cfg}
     if "trainer" in built and "rollout" in built:
         trainer, rollout = built["trainer"], built["rollout"]
-        if trainer.tis_cap is not None and rollout.engine.value == "hf":
+        if trainer.tis_cap is not None and rollout.engine is EngineName.hf:
             raise ValueError(f"trainer.tis_cap={trainer.tis_cap} corrects a rollout engine's mismatch with the policy; "
                              "rollout=hf samples from the policy itself: use rollout=vllm or trainer.tis_cap=null")
 
