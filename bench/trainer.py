@@ -253,7 +253,7 @@ class Trainer:
                 sums["rollout/logprob_diff_mean"] = sums.get("rollout/logprob_diff_mean", 0.0) + diff_bt.sum().item()
                 sums["rollout/logprob_diff_max"] = max(sums.get("rollout/logprob_diff_max", 0.0), diff_bt.max().item())
                 if weight_bt is not None:
-                    clipped = ((old - engine_bt).exp() > self.t.tis_cap).float() * mask
+                    clipped = (weight_bt >= self.t.tis_cap).float() * mask  # the weights held at the cap
                     sums["train/tis_clip_frac"] = sums.get("train/tis_clip_frac", 0.0) + clipped.sum().item()
 
     @staticmethod
