@@ -1,6 +1,6 @@
-# make run: set up .venv and run the main job; make test: set up and run the tests.
+# make run: set up .venv and run the main job; make test: set up, lint and run the tests.
 # make setup-vllm / test-vllm: the same for .venv-vllm, the project plus vLLM (opt-in).
-.PHONY: setup run test test-all setup-vllm test-vllm bench clean
+.PHONY: setup run test lint test-all setup-vllm test-vllm bench clean
 
 PY := .venv/bin/python
 VLLM_PY := .venv-vllm/bin/python
@@ -21,8 +21,13 @@ setup-vllm: .venv-vllm/.installed
 run: setup
 	$(PY) -m bench.run
 
-test: setup
+# ruff (pyflakes, import order, bugbear; pyproject.toml) first, then the tests; tests/test_structure.py
+# fails on an import cycle or a package importing one above it
+test: setup lint
 	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
 
 test-all: setup
 	$(PY) -m pytest -q -m ""

@@ -1,10 +1,11 @@
 """Types every algorithm shares: its config, the batches its hooks see, and the hook contract.
 
-One RL step calls the hooks in this order (see ../shared/DESIGN.md, "One RL step"):
+One RL step calls the hooks in this order, always through ``advantage_step`` (the trainer and
+bench.explain both do, so the golden tests cover the trainer's own path):
 
-    groups = algo.group(num_prompts)                   # prompt groups, or RiskPO bundles
-    keep_p = algo.select(rewards_b, prompt_b, P)       # DAPO dynamic sampling
-    out    = algo.advantages(batch, groups, state)     # out.state feeds the NEXT step
+    keep_p = algo.select(batch, P)                     # DAPO dynamic sampling
+    groups = algo.group(kept P)                        # prompt groups, or RiskPO bundles, of the kept prompts
+    out    = algo.advantages(kept batch, groups, state)   # out.state feeds the NEXT step
     loss   = algo.aggregate(algo.token_loss(pb).loss_bt, mask_bt, norm)
 
 Tensors carry their shape as a suffix: ``_b`` one value per response, ``_p`` per prompt,
@@ -13,9 +14,8 @@ Tensors carry their shape as a suffix: ``_b`` one value per response, ``_p`` per
 
 from __future__ import annotations
 
-import typing
+import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -23,9 +23,10 @@ from torch import Tensor
 
 from algorithms import ops
 from algorithms.ops import KLEstimator, LossAgg, LossNorm, RatioLevel
+from common import coerce_enums
 
 __all__ = [
-    "Advantages", "Algorithm", "AlgorithmConfig", "Groups", "KLEstimator", "LossAgg", "LossNorm",
+    "AdvantageStep", "Advantages", "Algorithm", "AlgorithmConfig", "Groups", "KLEstimator", "LossAgg", "LossNorm",
     "PolicyBatch", "RatioLevel", "RewardBatch", "TokenLoss",
 ]
 
@@ -59,21 +60,6 @@ class AlgorithmConfig:
             raise ValueError(f"kl_coef={self.kl_coef} must be >= 0")
 
 
-def coerce_enums(config: Any) -> None:
-    """Turn string values of Enum-typed fields into members, or raise naming the valid ones.
-
-    OmegaConf already does this for composed configs; this makes ``RiskPOConfig(credit="std")``
-    in Python behave the same way.
-    """
-    for name, hint in typing.get_type_hints(type(config)).items():
-        value = getattr(config, name)
-        if not (isinstance(hint, type) and issubclass(hint, Enum)) or isinstance(value, hint):
-            continue
-        if value not in hint.__members__:
-            raise ValueError(f"{name}={value!r} is not one of: {', '.join(hint.__members__)}")
-        object.__setattr__(config, name, hint[value])
-
-
 @dataclass(frozen=True)
 class Groups:
     """How the prompts of one step are grouped for the advantage.
@@ -91,12 +77,6 @@ class Groups:
     def num_bundles(self) -> int:
         return int(self.bundle_p.max().item()) + 1 if self.bundle_p.numel() else 0
 
-    def subset(self, keep_p: Tensor) -> Groups:
-        """The groups of the kept prompts, bundles renumbered densely (after ``select``)."""
-        kept = self.bundle_p[keep_p]
-        _, dense = torch.unique_consecutive(kept, return_inverse=True)
-        return Groups(bundle_p=dense)
-
 
 @dataclass(frozen=True)
 class RewardBatch:
@@ -107,6 +87,14 @@ class RewardBatch:
     lengths_b: Optional[Tensor] = None  # [N] long, response length in tokens (DAPO overlong shaping)
     max_length: Optional[int] = None  # the generation cap, max_new_tokens (DAPO overlong shaping)
     seed: int = 0  # seeds any sampling inside the advantage (RiskPO's random pairing)
+
+    def subset(self, keep_p: Tensor) -> RewardBatch:
+        """The responses of the kept prompts, the prompts renumbered 0..P'-1 in order."""
+        keep_b = keep_p[self.prompt_b]
+        new_index_p = torch.cumsum(keep_p.long(), 0) - 1
+        return RewardBatch(rewards_b=self.rewards_b[keep_b], prompt_b=new_index_p[self.prompt_b[keep_b]],
+                           lengths_b=None if self.lengths_b is None else self.lengths_b[keep_b],
+                           max_length=self.max_length, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -156,8 +144,12 @@ class Algorithm:
         """State before the first step (None: stateless)."""
         return None
 
+    def save_state(self, state: Any) -> Optional[dict]:
+        """The state as plain data (a checkpoint's, bench.explain's output); ``restore_state`` undoes it."""
+        return dataclasses.asdict(state) if dataclasses.is_dataclass(state) else state
+
     def restore_state(self, saved: Optional[dict]) -> Any:
-        """Rebuild the state from ``dataclasses.asdict`` of a saved one (checkpoint resume)."""
+        """Rebuild the state from ``save_state``'s output (checkpoint resume); None: the initial state."""
         initial = self.init_state()
         return initial if saved is None or initial is None else type(initial)(**saved)
 
@@ -165,9 +157,10 @@ class Algorithm:
         """One group per prompt."""
         return Groups(bundle_p=torch.arange(num_prompts))
 
-    def select(self, rewards_b: Tensor, prompt_b: Tensor, num_prompts: int) -> Tensor:
-        """[P] bool: the prompts to train on. Default: all of them."""
-        return torch.ones(num_prompts, dtype=torch.bool, device=rewards_b.device)
+    def select(self, batch: RewardBatch, num_prompts: int) -> Tensor:
+        """[P] bool: the prompts to train on. Default: all of them. Keeping a kept batch again
+        keeps all of it (the trainer filters each generation round, then runs ``advantage_step``)."""
+        return torch.ones(num_prompts, dtype=torch.bool, device=batch.rewards_b.device)
 
     def advantages(self, batch: RewardBatch, groups: Groups, state: Any) -> Advantages:
         raise NotImplementedError
@@ -203,3 +196,31 @@ class Algorithm:
     def describe(self, batch: RewardBatch, groups: Groups, out: Advantages) -> dict[str, Any]:
         """A readable account of ``out.details`` for people checking by hand (bench.explain)."""
         return {name: value.tolist() for name, value in out.details.items()}
+
+
+@dataclass(frozen=True)
+class AdvantageStep:
+    """``advantage_step``'s result: what was kept, how it was grouped, and the advantages."""
+
+    keep_p: Tensor  # [P] bool, ``select``'s verdict
+    batch: RewardBatch  # the kept responses, prompts renumbered 0..P'-1
+    groups: Groups  # of the kept prompts
+    out: Advantages  # of the kept responses; out.state feeds the next step
+    adv_b: Tensor  # [N] every response of the input batch, 0 where its prompt was dropped (no gradient)
+
+
+def advantage_step(algo: Algorithm, batch: RewardBatch, num_prompts: int, state: Any) -> AdvantageStep:
+    """select -> group -> advantages, the one hook sequence of a step (trainer and bench.explain).
+
+    Dropped prompts keep their state untouched: with nothing kept, ``advantages`` is not called.
+    """
+    keep_p = algo.select(batch, num_prompts)
+    kept = batch.subset(keep_p)
+    groups = algo.group(int(keep_p.sum()))
+    if not bool(keep_p.any()):
+        adv_b = torch.zeros_like(batch.rewards_b)
+        return AdvantageStep(keep_p, kept, groups, Advantages(adv_b=adv_b[:0], state=state), adv_b)
+    out = algo.advantages(kept, groups, state)
+    adv_b = out.adv_b.new_zeros(batch.rewards_b.shape)  # the estimator's dtype: nothing rounded on the way
+    adv_b[keep_p[batch.prompt_b]] = out.adv_b
+    return AdvantageStep(keep_p, kept, groups, out, adv_b)

@@ -55,10 +55,10 @@ class DAPO(GRPO):
     config_type = DAPOConfig
     config: DAPOConfig
 
-    def select(self, rewards_b: Tensor, prompt_b: Tensor, num_prompts: int) -> Tensor:
+    def select(self, batch: RewardBatch, num_prompts: int) -> Tensor:
         if not self.config.dynamic_sampling:
-            return super().select(rewards_b, prompt_b, num_prompts)
-        return ~ops.group_is_constant(rewards_b, prompt_b, num_prompts)
+            return super().select(batch, num_prompts)
+        return ~ops.group_is_constant(batch.rewards_b, batch.prompt_b, num_prompts)
 
     def advantages(self, batch: RewardBatch, groups: Groups, state: Any) -> Advantages:
         c = self.config

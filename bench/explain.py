@@ -12,7 +12,6 @@ Bad input exits with status 2 and a one-line message.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -23,8 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import algorithms
-from algorithms.base import RewardBatch
-from bench.config import ConfigError, compose, one_line, to_plain
+from algorithms.base import RewardBatch, advantage_step
+from bench.compose import ConfigError, compose, one_line
+from bench.config import plain
 
 
 def nested_tensor(rows: Any, what: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,10 +40,11 @@ def nested_tensor(rows: Any, what: str, dtype: torch.dtype) -> tuple[torch.Tenso
 
 
 def explain(cfg: DictConfig) -> dict[str, Any]:
-    """Run group -> select -> advantages once and report every intermediate value."""
+    """Run the trainer's hook sequence (``advantage_step``: select -> group -> advantages) once and
+    report every intermediate value."""
     if OmegaConf.is_missing(cfg, "rewards"):
         raise ValueError("rewards is required: one list per prompt, e.g. rewards='[[1,0,0,1],[0,0,0,0]]'")
-    algo = algorithms.build(cfg.algorithm)
+    algo = algorithms.build(OmegaConf.to_object(cfg.algorithm))
     rows = _container(cfg.rewards)
     rewards_b, prompt_b = nested_tensor(rows, "rewards", torch.float64)
     lengths_b = None
@@ -51,28 +52,17 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         lengths_b, length_prompt_b = nested_tensor(_container(cfg.lengths), "lengths", torch.float64)
         if not torch.equal(length_prompt_b, prompt_b):
             raise ValueError("lengths must have the same nesting as rewards")
-    num_prompts = len(rows)
-    groups = algo.group(num_prompts)
-    keep_p = algo.select(rewards_b, prompt_b, num_prompts)
-    keep_b = keep_p[prompt_b]
-    new_index_p = torch.cumsum(keep_p.long(), 0) - 1  # kept prompts renumbered 0..P'-1
-    batch = RewardBatch(
-        rewards_b=rewards_b[keep_b], prompt_b=new_index_p[prompt_b[keep_b]],
-        lengths_b=None if lengths_b is None else lengths_b[keep_b],
-        max_length=cfg.max_length, seed=cfg.seed,
-    )
+    batch = RewardBatch(rewards_b=rewards_b, prompt_b=prompt_b, lengths_b=lengths_b, max_length=cfg.max_length,
+                        seed=cfg.seed)
     state = algo.restore_state(None if cfg.state is None else OmegaConf.to_container(cfg.state))
-    adv_b = torch.zeros_like(rewards_b)
-    result: dict[str, Any] = {"algorithm": to_plain(cfg.algorithm), "kept": keep_p.tolist()}
-    if bool(keep_p.any()):
-        sub_groups = groups.subset(keep_p)
-        out = algo.advantages(batch, sub_groups, state)
-        adv_b[keep_b] = out.adv_b.to(adv_b)
-        result.update(metrics=out.metrics, state=_plain_state(out.state),
-                      details=algo.describe(batch, sub_groups, out))
+    step = advantage_step(algo, batch, len(rows), state)
+    result: dict[str, Any] = {"algorithm": plain(algo.config), "kept": step.keep_p.tolist()}
+    if bool(step.keep_p.any()):
+        result.update(metrics=step.out.metrics, state=algo.save_state(step.out.state),
+                      details=algo.describe(step.batch, step.groups, step.out))
     else:
-        result.update(metrics={}, state=_plain_state(state), details={})
-    result["advantages"] = [adv_b[prompt_b == p].tolist() for p in range(num_prompts)]
+        result.update(metrics={}, state=algo.save_state(state), details={})
+    result["advantages"] = [step.adv_b[prompt_b == p].tolist() for p in range(len(rows))]
     return result
 
 
@@ -94,10 +84,6 @@ def _rounded(obj: Any) -> Any:
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
-
-
-def _plain_state(state: Any) -> Optional[dict]:
-    return dataclasses.asdict(state) if dataclasses.is_dataclass(state) else state
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -4,10 +4,10 @@
     python -m bench.perf step [overrides ...]   # time split of training steps of the default run
     python -m bench.perf rollout   # tokens/s of the hf and vllm engines on the same prompts (.venv-vllm)
 
-``step`` runs a few steps of ``bench.run``'s trainer (after one warm-up step) with timers
-around each stage: generate, score, advantages, old log-probs, update (the forward/backward and
-optimizer work), sync weights (the push into vLLM; nothing for hf); "other" is the rest of the
-step, the harness's own overhead.
+``step`` runs ``bench.run``'s trainer for a few steps (after one warm-up step) and reads the
+stage times every run logs (``time/<stage>`` columns of metrics.parquet): generate, score,
+advantages, old_logprobs, update (the forward/backward and optimizer work), sync (the push into
+vLLM; nothing for hf); "other" is the rest of the step, the harness's own overhead.
 
 ``rollout`` builds both engines on one policy in one process and times them on the same
 prompts, alternating which goes first: (a) one training step's batch (20 arith training prompts
@@ -61,7 +61,7 @@ def naive(model, input_ids_bt: torch.Tensor, attention_mask_bt: torch.Tensor) ->
 
 
 def chunked(model, input_ids_bt: torch.Tensor, attention_mask_bt: torch.Tensor, chunk: int) -> torch.Tensor:
-    from bench.policy import token_logprobs
+    from bench.models.policy import token_logprobs
 
     logp_bt, entropy_bt = token_logprobs(model, input_ids_bt, attention_mask_bt, chunk, with_entropy=True)
     entropy_bt.detach().mean().item()
@@ -124,19 +124,6 @@ def memory(args: argparse.Namespace) -> int:
     return 0
 
 
-def timed(totals: dict[str, float], name: str, fn):
-    """``fn`` with its wall time added to ``totals[name]``."""
-
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
-
-    return wrapper
-
-
 def rollout_policy(hidden: int, layers: int):
     """The tiny policy, or (hidden > 0) a random wider model of its family with its tokenizer."""
     import tempfile
@@ -144,7 +131,8 @@ def rollout_policy(hidden: int, layers: int):
 
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from bench.policy import ModelConfig, load_policy, resolve_path
+    from bench.config import ModelConfig
+    from bench.models.policy import load_policy, resolve_path
 
     if not hidden:
         return load_policy(ModelConfig())
@@ -164,8 +152,9 @@ def rollout_policy(hidden: int, layers: int):
 def rollout_speed(args: argparse.Namespace) -> int:
     from statistics import median
 
-    from bench.evaluate import EvalConfig
-    from bench.rollout import EngineName, HFEngine, RolloutConfig, Sampling, VLLMEngine
+    from bench.config import EngineName, EvalConfig, RolloutConfig, Sampling
+    from bench.engines.hf import HFEngine
+    from bench.engines.vllm import VLLMEngine
     from tasks.arith import ArithConfig, ArithTask
 
     task = ArithTask(ArithConfig())
@@ -208,32 +197,32 @@ def step_split(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from bench.config import compose
-    from bench.trainer import Trainer
+    import pandas as pd
 
-    overrides = ["logger=none", "eval.problems=1", *args.overrides]
-    trainer = Trainer(compose("config", overrides), Path(tempfile.mkdtemp(prefix="bench-perf-")))
+    from bench.compose import load_run_config
+    from bench.training.trainer import STAGES, Trainer
+
+    overrides = ["logger=none", "eval.problems=1", "trainer.eval_every=0", *args.overrides,
+                 f"trainer.steps={args.steps + 1}"]
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-perf-"))
+    trainer = Trainer(load_run_config(overrides), run_dir)
     try:
-        trainer.train_step(0)  # warm-up: worker start-up, first-call allocations
-        totals: dict[str, float] = {}
-        trainer.engine.generate = timed(totals, "generate", trainer.engine.generate)
-        trainer.scorer.score = timed(totals, "score", trainer.scorer.score)
-        trainer.algo.advantages = timed(totals, "advantages", trainer.algo.advantages)
-        trainer.update = timed(totals, "update", trainer.update)
-        trainer.logprobs = timed(totals, "old log-probs", trainer.logprobs)  # inside update
-        trainer.engine.sync_weights = timed(totals, "sync weights", trainer.engine.sync_weights)
-        start = time.perf_counter()
-        for step in range(1, args.steps + 1):
-            trainer.train_step(step)
-        total = time.perf_counter() - start
+        trainer.fit()
     finally:
         trainer.close()
-    totals["update"] -= totals.get("old log-probs", 0.0)
-    totals["other"] = total - sum(totals.values())
-    print(f"{args.steps} steps of {' '.join(overrides)}: {total:.2f} s, {total / args.steps:.3f} s per step")
-    for name in ("generate", "score", "advantages", "old log-probs", "update", "sync weights", "other"):
-        print(f"  {name:14s} {totals.get(name, 0.0) / args.steps:8.3f} s  {100 * totals.get(name, 0.0) / total:5.1f}%")
-    print(f"  harness overhead ('other'): {100 * totals['other'] / total:.1f}% of the step (goal: < 10%)")
+    table = pd.read_parquet(run_dir / "metrics.parquet")
+    rows = table.iloc[1:]  # the first step warms up (workers, allocations)
+    step_s = table["budget/wall_seconds"].diff().iloc[1:].mean()  # budget/wall_seconds: cumulative, steps only
+    train_stages = [s for s in STAGES if s not in ("eval", "checkpoint")]  # inside a step; the others between steps
+    mean = {s: rows[f"time/{s}"].mean() for s in STAGES}
+    mean["other"] = step_s - sum(mean[s] for s in train_stages)
+    print(f"{args.steps} steps of {' '.join(overrides[:-1])}: {step_s:.3f} s per step "
+          f"(metrics.parquet time/* columns, the first step left out)")
+    for name in (*train_stages, "other"):
+        print(f"  {name:14s} {mean[name]:8.3f} s  {100 * mean[name] / step_s:5.1f}%")
+    print(f"  harness overhead ('other'): {100 * mean['other'] / step_s:.1f}% of the step (goal: < 10%)")
+    print(f"  between steps: eval {rows['time/eval'].sum():.3f} s, checkpoint {rows['time/checkpoint'].sum():.3f} s "
+          f"over the {len(rows)} steps")
     return 0
 
 
@@ -262,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rol.set_defaults(run=rollout_speed)
     args = parser.parse_args(argv)
     if getattr(args, "chunk", 0) is None:
-        from bench.policy import ModelConfig
+        from bench.config import ModelConfig
 
         args.chunk = ModelConfig().logprob_chunk
     return args.run(args)

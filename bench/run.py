@@ -11,71 +11,56 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from tqdm import tqdm
 
-from bench.config import CONF_DIR, ConfigError, one_line, validate
+from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, run_config
+from bench.config import RunConfig
 
 
 class StartupError(ValueError):
     """The run could not start (its model, engine or data); the message is one line."""
 
 
-def train(cfg: DictConfig, run_dir: Path, labels: Optional[dict[str, str]] = None) -> dict[str, float]:
-    """Train, evaluate, checkpoint; ``labels`` name the config choices (run.json, for reports)."""
-    from bench.trainer import Trainer  # torch and transformers load only once the config is valid
+def train(config: RunConfig, run_dir: Path, **seams: Any) -> dict[str, float]:
+    """Train, evaluate, checkpoint, print the summary; pass@1 per benchmark after training.
+    ``seams``: the Trainer's ``policy``, ``engine`` or ``scorer``, when the caller builds them."""
+    from bench.training.trainer import Trainer  # torch and transformers load only once the config is valid
 
     try:
-        trainer = Trainer(cfg, run_dir, labels)
+        trainer = Trainer(config, run_dir, **seams)
     except (ImportError, ValueError, OSError) as err:  # weights not found, vLLM missing or refusing a setting
         raise StartupError(one_line(err)) from err
-    t = trainer.t
     try:
-        before = trainer.evaluate(trainer.step) if trainer.step == 0 else {}
-        label = (labels or {}).get("algorithm", cfg.algorithm.name)
-        bar = tqdm(range(trainer.step, t.steps), initial=trainer.step, total=t.steps, desc=label)
-        first = last = None
-        for step in bar:
-            trainer.step = step
-            metrics = trainer.train_step(step)
-            first = first or metrics
-            last = metrics
-            bar.set_postfix(reward=f"{metrics['train/reward_mean']:.3f}", entropy=f"{metrics['train/entropy']:.3f}")
-            trainer.step = step + 1
-            if t.eval_every and trainer.step % t.eval_every == 0 and trainer.step < t.steps:
-                trainer.evaluate(trainer.step)
-            if t.checkpoint_every and trainer.step % t.checkpoint_every == 0:
-                trainer.checkpoint()
-        after = trainer.evaluate(trainer.step)
-        trainer.checkpoint()
+        summary = trainer.fit()
     finally:
         trainer.close()
-    measure = "greedy accuracy" if trainer.evaluator.config.greedy else "pass@1"
-    for benchmark, value in after.items():
-        start = f"{before[benchmark]:.3f} -> " if benchmark in before else ""
+    measure = "greedy accuracy" if config.eval.greedy else "pass@1"
+    for benchmark, value in summary.after.items():
+        start = f"{summary.before[benchmark]:.3f} -> " if benchmark in summary.before else ""
         print(f"{benchmark} {measure}: {start}{value:.3f}")
-    if first and last:
+    if summary.first and summary.last:
+        first, last = summary.first, summary.last
         print(f"entropy: {first['train/entropy']:.3f} -> {last['train/entropy']:.3f}; "
               f"train reward: {first['train/reward_mean']:.3f} -> {last['train/reward_mean']:.3f}")
     print(f"run dir: {run_dir}")
-    return after
+    return summary.after
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        validate(cfg)
-    except (ConfigError, ValueError, KeyError, TypeError) as err:
-        print(f"bench.run: {one_line(err)}", file=sys.stderr)
-        sys.exit(2)
-    run_dir = Path(cfg.trainer.resume) if cfg.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
     choices = HydraConfig.get().runtime.choices
     try:
-        train(cfg, run_dir, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
+        config = run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
+    except CONFIG_ERRORS as err:
+        print(f"bench.run: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    run_dir = Path(config.trainer.resume) if config.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
+    try:
+        train(config, run_dir)
     except StartupError as err:
         print(f"bench.run: {err}", file=sys.stderr)
         sys.exit(2)

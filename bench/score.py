@@ -16,17 +16,16 @@ numbers on stderr, never dropped silently; the exit status is 1 if there were an
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import tasks
-from bench.config import ConfigError, compose, one_line
+from bench.compose import ConfigError, compose, one_line
+from common import write_atomically
 from tasks.base import Problem, Task
 from tasks.scoring import Scorer
 
@@ -74,23 +73,16 @@ def find_problem(row: dict, task: Task, index: dict[str, list[Problem]]) -> Prob
     return found[0]
 
 
-def write_atomically(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
-
-
 def score_file(cfg: DictConfig) -> int:
-    task = tasks.build(cfg.task)
+    task = tasks.build(OmegaConf.to_object(cfg.task))
     source = Path(cfg.input)
     if not source.is_file():
         raise FileNotFoundError(f"input={source} not found")
     usable, bad = read_rows(source, task)
     with Scorer(task, workers=cfg.workers) as scorer:
         verdicts = scorer.score([p for _, _, p in usable], [row["completion"] for _, row, _ in usable])
-    write_atomically(Path(cfg.output), [json.dumps({**row, **asdict(v)}) for (_, row, _), v in zip(usable, verdicts)])
+    lines = [json.dumps({**row, **asdict(v)}) + "\n" for (_, row, _), v in zip(usable, verdicts)]
+    write_atomically(Path(cfg.output), lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
     correct = sum(v.correct for v in verdicts)
     reasons: dict[str, int] = {}
     for v in verdicts:

@@ -2,8 +2,10 @@
 
 ``math`` is tasks/math.py, the registry key and conf/task/math.yaml. Adding a suite: write the
 module (a config dataclass subclassing TaskConfig and a Task subclass with ``load``, ``score``
-and named prompt templates), add it to ``TASKS`` below, and add conf/task/<name>.yaml pointing
-at ``<name>_schema`` (bench/config.py registers every schema with Hydra).
+and named prompt templates; ``reference`` too when its prompts ask for something other than a
+\\boxed{} answer), add it to ``TASKS`` below, and add conf/task/<name>.yaml pointing at
+``<name>_schema`` (bench/compose.py registers every schema with Hydra). tests/tasks/test_contract.py
+then checks it on the real files.
 """
 
 from __future__ import annotations

@@ -85,6 +85,9 @@ class ArithTask(Task):
     def score(self, problem: Problem, completion: str) -> Verdict:
         return judge(completion, problem.answer)
 
+    def reference(self, problem: Problem) -> str:
+        return demonstration(problem)  # what the tiny model's warm start imitates
+
 
 def generate(rng: random.Random, digits: int, operands: int, operators: str) -> tuple[str, list]:
     """(problem text, steps): each step is (left value, "op right", result), left to right."""

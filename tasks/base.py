@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from algorithms.base import coerce_enums
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+from common import DEFAULT_DATA_DIR, coerce_enums
 
 
 @dataclass(frozen=True)
@@ -102,6 +99,13 @@ class Task:
     def score(self, problem: Problem, completion: str) -> Verdict:
         """Judge one completion. Runs in the calling process's main thread (see tasks.scoring)."""
         raise NotImplementedError
+
+    def reference(self, problem: Problem) -> str:
+        """A completion this task's prompt asks for that carries the gold answer: what a perfect
+        policy writes, so ``score`` must judge it correct (tests/tasks/test_contract.py checks it on
+        the real files). By default the gold in the \\boxed{} the math-style templates ask for;
+        suites whose prompts ask for something else override it."""
+        return f"So the final answer is $\\boxed{{{problem.answer}}}$."
 
     def inline_problem(self, row: Mapping[str, Any]) -> Problem:
         """A problem from a gold answer given inline (bench.score rows without an id)."""

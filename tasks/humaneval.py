@@ -102,6 +102,13 @@ class HumanEvalTask(Task):
         result = run_python(parts, self.limits, hide=[str(self.data_dir)])
         return Verdict(float(result.finished), result.finished, code, reason(result))
 
+    def reference(self, problem: Problem) -> str:
+        """The canonical solution as the template asks: the body after the prompt (complete), or
+        the whole function in a ```python block (instruct)."""
+        if self.config.template == "instruct":
+            return f"```python\n{problem.question}{problem.answer}```"
+        return problem.answer
+
 
 def extract(problem: Problem, completion: str) -> Optional[str]:
     """The program's first part (prompt + the completion's code), or None if there is no code."""

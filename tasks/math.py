@@ -7,7 +7,7 @@ Sources:
   field is that same text); GSM8K: the number after ``####``, thousands commas removed;
   OlympiadBench: ``final_answer`` with its ``$`` removed (items joined by ", ").
 - Extraction: the content of the LAST ``\\boxed{...}`` / ``\\fbox{...}`` with balanced braces, or
-  ``\\boxed 5`` (Hendrycks et al.'s ``last_boxed_only_string`` / ``remove_boxed``, PRM800K).
+  ``\\boxed 5`` (tasks/extract.py ``last_boxed``, where the rules are; Hendrycks et al., PRM800K).
 - Equivalence: identical text (spaces ignored), else math-verify 0.9 ``parse`` + ``verify``
   (Hugging Face, MIT) on ``$answer$`` and ``$gold$``: LaTeX to sympy, then string, symbolic,
   numeric (6 decimals), set / interval / tuple and relation comparison.
@@ -21,12 +21,11 @@ thousands), ``4.5e33`` (Minerva's golds), a bare number followed by plain unit w
 must agree to a relative 1e-4 (math-verify alone rounds to 6 decimal places: 2.88e-19 = 1.3e-27).
 
 Deviations and known limits:
-- Only the last box counts: "\\boxed{2} and \\boxed{3}" answers 3; a question with several
-  answers (OlympiadBench ``is_multiple_answer``) needs them in one box.
+- Only the last box counts (tasks/extract.py): a question with several answers (OlympiadBench
+  ``is_multiple_answer``) needs them in one box.
 - MATH golds keep that convention too: about a dozen MATH test solutions (none in MATH500) box
   several answers and the gold is the last one (math-414, math-2656, ...); math-4060 uses
   \\boxed{} as notation and its last box is not the answer. Left as the dataset has them.
-- A last box left open (a truncated completion) is no answer, even if an earlier box closed.
 - math-verify reads ``(1,2)`` as an open interval, which it lets equal the set ``\\{1,2\\}``.
 - Units are dropped, not compared or converted: ``5\\text{ cm}`` equals ``5\\text{ m}``; degrees
   and radians likewise (``30^\\circ`` is not ``\\pi/6``).
@@ -46,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Optional
+from typing import Iterable
 
 import sympy
 from math_verify import parse, verify
@@ -54,6 +53,7 @@ from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
 
 from tasks.base import Problem, Task, TaskConfig, Verdict, read_jsonl
+from tasks.extract import last_boxed, last_number
 
 TEMPLATES = {
     # RiskPO paper's prompt; {{}} is format()'s escape for the literal \boxed{}.
@@ -69,8 +69,6 @@ FILES = {
 }
 GSM8K_TRAIN = "gsm8k/train.jsonl"
 
-BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)")  # -1,234.5; not the - of 5-3
 TRAILING = re.compile(r"(?<!\\)[\s.,;:]+$|^\s+")  # "\frac97." (a sentence's full stop); not "3\;"
 THIN_THOUSANDS = re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))")  # 1\,000
 SCIENTIFIC = re.compile(r"(-?\d+(?:\.\d+)?)[eE]([-+]?\d+)")  # 4.5e33, whole answer only
@@ -164,32 +162,6 @@ def olympiad_problem(row: dict) -> Problem:
     meta = {k: row[k] for k in keep}
     return Problem(uid=f"olympiadbench-{row['id']}", benchmark="olympiadbench", question=row["question"],
                    answer=gold, metadata=meta)
-
-
-def last_boxed(text: str) -> Optional[str]:
-    """The content of the last \\boxed{...} or \\fbox{...} (braces balanced), or of \\boxed 5.
-
-    None when there is no box or the last one never closes; "" for an empty box.
-    """
-    starts = list(BOX.finditer(text))
-    if not starts:
-        return None
-    rest = text[starts[-1].end():].lstrip()
-    if rest[:1] != "{":
-        match = re.match(r"[^\s$]+", rest)  # \boxed 5: one token, up to a space or $
-        return match.group(0) if match else None
-    depth = 0
-    for index, char in enumerate(rest):
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth == 0:
-            return rest[1:index].strip()
-    return None
-
-
-def last_number(text: str) -> Optional[str]:
-    """The last number written in ``text`` ('1,234.5' -> '1234.5'), or None."""
-    numbers = NUMBER.findall(text)
-    return numbers[-1].replace(",", "") if numbers else None
 
 
 def judge(

@@ -12,10 +12,11 @@ the transformers multimodal content list: {"type": "image", "image": <PIL image>
 
 Judging (``judge``):
 1. Extraction: the whole response when it already is an answer (a choice's text, a number, a
-   list: extract_answer.py's first rules); else the last \\boxed{}; else the text after the last
-   "answer is" / "Answer:"; else the last option letter (multi_choice; "A cat", "I think" are
-   words) or the response if it names a choice by rule 2, the last [list] (list) or the last
-   number (free_form).
+   list: extract_answer.py's first rules); else the last \\boxed{} (tasks/extract.py, the math
+   suite's rules: also \\fbox{} and \\boxed 5); else the text after the last "answer is" /
+   "Answer:"; else the last option letter (multi_choice; "A cat", "I think" are words) or the
+   response if it names a choice by rule 2, the last [list] (list) or the last number
+   (free_form; tasks/extract.py's ``NUMBER``: the "-" of "5-3" is no sign).
 2. multi_choice: a choice's text (case and spacing ignored), else an option letter ("B", "(B)",
    "B.", "(B) text": the letter wins over the text after it), else the one choice that is the
    same number ("6" for "6cm", "4/3" for "\\frac{4}{3}"), else the most similar choice
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tasks.base import Problem, Task, TaskConfig, Verdict
+from tasks.extract import NUMBER, last_boxed, last_number
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,7 @@ HINTS = {  # build_query.py, shot_type "solution"
 }
 SIMILARITY = 0.6  # difflib ratio below which no choice is "nearest"
 
-_NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
-NUMBER = re.compile(_NUM)
+_NUM = NUMBER.pattern  # tasks/extract.py: -1,234.5, not the - of 5-3
 # a whole answer that is one number: "$1,200", "3.5 cm^2", "45%", "\frac{4}{3}", "4/3", "30^\circ"
 _UNIT = r"\^\{?\\circ\}?|\*?\\degree|[°%]|[a-zA-Z][\w^{}]*"  # ^\circ, *\degree, °, %, cm, m^2, years
 ONE_NUMBER = re.compile(rf"\$?(?:\\[dt]?frac\{{(?P<n1>{_NUM})\}}\{{(?P<d1>{_NUM})\}}"
@@ -101,7 +102,7 @@ class MathVistaConfig(TaskConfig):
 
 class MathVistaTask(Task):
     config_type = MathVistaConfig
-    version = "1"
+    version = "2"  # 2: the math suite's box and number readers (tasks/extract.py)
     templates = TEMPLATES
     benchmarks = ("mathvista",)
     config: MathVistaConfig
@@ -149,6 +150,12 @@ class MathVistaTask(Task):
 
     def score(self, problem: Problem, completion: str) -> Verdict:
         return judge(completion, problem)
+
+    def reference(self, problem: Problem) -> str:
+        """The gold in the template's \\boxed{}; with choices, its option letter, as the hint asks."""
+        choices = problem.metadata["choices"]
+        gold = chr(ord("A") + [norm(c) for c in choices].index(norm(problem.answer))) if choices else problem.answer
+        return f"So the final answer is \\boxed{{{gold}}}."
 
 
 def query(problem: Problem) -> str:
@@ -214,19 +221,6 @@ def extract(response: str, choices: Optional[Sequence[str]], answer_type: str) -
     return found[-1] if found else None
 
 
-def last_boxed(text: str) -> Optional[str]:
-    """The content of the last \\boxed{...}, braces balanced; None if there is none (or it is unclosed)."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for i in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth < 0:
-            return text[begin:i]
-    return None
-
-
 def clean(answer: str) -> str:
     """Drop the wrapping an answer often comes in: \\text{}, $...$, **bold**, quotes, a final period."""
     answer = re.sub(r"\\(?:text|textbf|mathrm)\{([^{}]*)\}", r"\1", answer)
@@ -275,8 +269,8 @@ def to_number(text: str, anywhere: bool = False) -> Optional[Decimal]:
         if whole:
             numerator, denominator = (whole["n1"], whole["d1"]) if whole["n1"] else (whole["n2"], whole["d2"])
             return Decimal(numerator.replace(",", "")) / Decimal(denominator.replace(",", ""))
-        found = NUMBER.findall(text) if anywhere else []
-        return Decimal(found[-1].replace(",", "")) if found else None
+        found = last_number(text) if anywhere else None
+        return Decimal(found) if found is not None else None
     except (InvalidOperation, ZeroDivisionError):
         return None
 

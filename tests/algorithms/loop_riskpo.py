@@ -64,7 +64,7 @@ def loop_advantages(
         new_state = QuantileTracker(a=min(a_next, b_next), b=max(a_next, b_next), updates=state.updates + 1)
 
     adv = [[0.0] * g for _ in range(num_prompts)]
-    for k, prompts in enumerate(bundles):
+    for k in range(len(bundles)):
         a, b = bundle_quantiles(scores[k], a_used * scale[k], b_used * scale[k], c)
         spread = unbiased_std(scores[k]) if g > 1 else 1.0  # 1 for a single paper
         spread = spread if spread > 1e-3 else 1.0  # a deviation: the question-std rule, see Deviations

@@ -1,5 +1,5 @@
 """Golden advantages computed by hand (tests/golden/<algorithm>.json, derivation in each `note`),
-checked through the production path: bench.config.compose("explain", ...) then bench.explain.explain.
+checked through the production path: bench.compose.compose("explain", ...) then bench.explain.explain.
 """
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import compose
+from bench.compose import compose
 from bench.explain import explain
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import algorithms
-from algorithms.base import LossNorm, PolicyBatch, RewardBatch
+from algorithms.base import LossNorm, PolicyBatch, RewardBatch, advantage_step
 from algorithms.riskpo import QuantileTracker, RiskPO, RiskPOConfig
 
-GROUP_RELATIVE = ["grpo", "dr_grpo", "gspo", "dapo"]
-ALL = GROUP_RELATIVE + ["riskpo"]
+# every registered algorithm; all but RiskPO (and its subclasses) centre advantages within each prompt's group
+ALL = list(algorithms.ALGORITHMS)
+GROUP_RELATIVE = [name for name, cls in algorithms.ALGORITHMS.items() if not issubclass(cls, RiskPO)]
 
 
 def make_batch(rows, lengths=None, max_length=None, seed=0):
@@ -24,6 +25,12 @@ def make_batch(rows, lengths=None, max_length=None, seed=0):
 def build(name, **fields):
     cls = algorithms.get_algorithm(name)
     return cls(cls.config_type(**fields))
+
+
+def unshaped(name):
+    """``name`` with any reward shaping off (DAPO's overlong penalty needs lengths these batches lack)."""
+    config_type = algorithms.get_algorithm(name).config_type
+    return build(name, overlong_shaping=False) if "overlong_shaping" in config_type.__dataclass_fields__ else build(name)
 
 
 def run(algo, rows, state=None, **batch_fields):
@@ -44,7 +51,7 @@ real_rows = st.integers(1, 6).flatmap(
 @settings(max_examples=100, deadline=None)
 @given(rows=st.one_of(binary_rows, real_rows), name=st.sampled_from(GROUP_RELATIVE))
 def test_group_advantages_sum_to_zero(rows, name):
-    algo = build(name, overlong_shaping=False) if name == "dapo" else build(name)
+    algo = unshaped(name)
     adv = run(algo, rows).adv_b.view(len(rows), -1)
     assert torch.allclose(adv.sum(1), torch.zeros(len(rows), dtype=adv.dtype), atol=1e-6)
 
@@ -59,8 +66,7 @@ def test_group_advantages_sum_to_zero(rows, name):
 )
 def test_constant_rewards_give_zero_advantage_and_zero_gradient(value, shape, name, variant):
     prompts, g = shape
-    fields = variant if name == "riskpo" else ({"overlong_shaping": False} if name == "dapo" else {})
-    algo = build(name, **fields)
+    algo = build(name, **variant) if issubclass(algorithms.get_algorithm(name), RiskPO) else unshaped(name)
     adv = run(algo, [[value] * g for _ in range(prompts)]).adv_b
     assert torch.all(adv.abs() < 1e-9)
 
@@ -233,3 +239,26 @@ def test_state_round_trips_through_a_dict():
     assert algo.restore_state(dataclasses.asdict(state)) == state
     assert algo.restore_state(None) == QuantileTracker()
     assert math.isfinite(state.a) and state.a <= state.b
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=binary_rows, name=st.sampled_from(ALL))
+def test_select_keeps_all_of_a_batch_it_kept(rows, name):
+    """The trainer filters each generation round with ``select``, then runs ``advantage_step`` on
+    the kept prompts, which selects again: that second pass must keep everything."""
+    algo = unshaped(name)
+    batch = make_batch(rows)
+    keep_p = algo.select(batch, len(rows))
+    assert bool(algo.select(batch.subset(keep_p), int(keep_p.sum())).all())
+
+
+def test_advantage_step_zeroes_dropped_prompts_and_renumbers_the_kept():
+    algo = build("dapo", overlong_shaping=False)
+    rows = [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    step = advantage_step(algo, make_batch(rows), len(rows), algo.init_state())
+    assert step.keep_p.tolist() == [False, True, False, True]
+    assert step.batch.prompt_b.tolist() == [0, 0, 1, 1] and step.groups.num_prompts == 2
+    kept = run(algo, [[1.0, 0.0], [0.0, 1.0]]).adv_b.tolist()  # the kept prompts alone
+    assert step.adv_b.tolist() == [0.0, 0.0, *kept[:2], 0.0, 0.0, *kept[2:]] and kept[0] > 0
+    none = advantage_step(algo, make_batch([[1.0, 1.0]]), 1, "state")
+    assert none.adv_b.tolist() == [0.0, 0.0] and none.out.state == "state"

@@ -8,7 +8,7 @@ import pytest
 import algorithms
 from algorithms.dapo import DAPOConfig
 from algorithms.riskpo import Credit, RiskPOConfig
-from bench.config import CONF_DIR, ConfigError, compose
+from bench.compose import CONF_DIR, ConfigError, compose
 
 ALGORITHM_YAMLS = sorted(p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml"))
 

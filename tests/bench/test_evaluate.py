@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 import tasks
-from bench import passk
-from bench.config import CONF_DIR, ConfigError, compose
-from bench.evaluate import (EvalConfig, Evaluator, load_benchmarks, majority, owner_of, resolve_checkpoint,
-                            route_model_argument, table)
-from bench.policy import ModelConfig, load_policy
-from bench.rollout import HFEngine, Sampling
+from bench.compose import CONF_DIR, ConfigError, compose, load_run_config
+from bench.config import EvalConfig, ModelConfig, Sampling
+from bench.engines.hf import HFEngine
+from bench.evaluate import resolve_checkpoint, route_model_argument, table
+from bench.evaluation import passk
+from bench.evaluation.evaluator import Evaluator, load_benchmarks, majority, owner_of
+from bench.models.policy import load_policy
 from tasks.arith import ArithConfig, ArithTask
 from tasks.base import Verdict
 from tasks.humaneval import HumanEvalConfig, HumanEvalTask
@@ -52,7 +53,7 @@ def test_default_ks_are_every_k_up_to_n():
 
 
 def test_benchmarks_take_the_given_task_settings_and_the_owners_defaults_otherwise():
-    arith = compose("config", ["task.digits=1", "task.eval_size=3", "task.train_size=10"]).task
+    arith = tasks.build(load_run_config(["task.digits=1", "task.eval_size=3", "task.train_size=10"]).task)
     loaded = load_benchmarks(EvalConfig(benchmarks=("arith", "math500"), problems=3), [arith])
     assert [(b.name, b.task.config.name, len(b.problems)) for b in loaded] == [("arith", "arith", 3),
                                                                               ("math500", "math", 3)]
@@ -80,7 +81,7 @@ def policy():
 def evaluate(policy, config, problems=12, seed=5):
     model, tokenizer = policy
     task = ArithTask(ArithConfig())
-    bench = load_benchmarks(config, [task.config])
+    bench = load_benchmarks(config, [task])
     bench[0].problems = bench[0].problems[:problems]
     with Scorer(task, workers=0) as scorer:
         return Evaluator(config, bench, HFEngine(model, tokenizer), {"arith": scorer}).evaluate(7, Sampling(seed=seed))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import algorithms
-from bench.config import compose
+from bench.compose import compose
 from bench.explain import explain, main
 
 

@@ -1,4 +1,4 @@
-"""bench.passk: pass@k against hand cases, subset enumeration and exact integers; maj@k against a
+"""bench.evaluation.passk: pass@k against hand cases, subset enumeration and exact integers; maj@k against a
 loop over every k-subset; the bootstrap interval and the per-k summary."""
 
 import itertools
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.passk import bootstrap_ci, majority_at_k, mean_at_n, pass_at_k, pass_at_k_array, summarize
+from bench.evaluation.passk import bootstrap_ci, majority_at_k, mean_at_n, pass_at_k, pass_at_k_array, summarize
 
 # --- pass@k ---------------------------------------------------------------------------------------
 

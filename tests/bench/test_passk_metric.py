@@ -1,4 +1,4 @@
-"""metrics/pass_at_k: the local `evaluate` metric, loaded by path, gives bench.passk's numbers."""
+"""bench/evaluation/pass_at_k: the local `evaluate` metric, loaded by path, gives bench.evaluation.passk's numbers."""
 
 import sys
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 
 evaluate = pytest.importorskip("evaluate", reason="the optional HF evaluate extra is not installed")
 
-from bench.passk import pass_at_k_array, summarize  # noqa: E402
+from bench.evaluation.passk import pass_at_k_array, summarize  # noqa: E402
 
-METRIC = Path(__file__).resolve().parents[2] / "metrics" / "pass_at_k"
+METRIC = Path(__file__).resolve().parents[2] / "bench" / "evaluation" / "pass_at_k"
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from omegaconf.errors import OmegaConfBaseException
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-import bench.config  # noqa: F401  (registers the config schemas with Hydra)
-from bench.policy import DType, ModelConfig, load_policy, token_logprobs
+import bench.compose  # noqa: F401  (registers the config schemas with Hydra)
+from bench.config import DType, ModelConfig
+from bench.models.policy import load_policy, token_logprobs
 
 WORDS = [f"w{i}" for i in range(40)]
 CHAT_TEMPLATE = ("{% for m in messages %}<user> {{ m['content'] }} {% endfor %}"

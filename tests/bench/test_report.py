@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from bench import passk
-from bench.report import (conclusion, final_window, load_results, main, pass_table, problem_difference,
-                          write_report)
+from bench.evaluation import passk
+from bench.report import main, write_report
+from bench.reporting.results import conclusion, final_window, load_results, pass_table, problem_difference
 
 # what tests/bench/conftest.py trains
 EXPERIMENT, ALGORITHMS, SEEDS = "compare_arith", ("grpo", "riskpo", "riskpo_seeking"), (0, 1)
@@ -80,6 +80,8 @@ def test_report_command_end_to_end(results_dir, tmp_path):
         assert f"| {algorithm} | arith |" in text  # the pass@k table
         assert f"| {EXPERIMENT} | {algorithm} | 0 | 2/2 |" in text  # the runs table
     assert "riskpo ended with entropy" in text and "vs grpo" in text and "pass@4 on arith" in text
+    timing = text.split("## Where the time went")[1].split("## Runs")[0]
+    assert "| algorithm | generate | score |" in timing and all(f"| {a} |" in timing for a in ALGORITHMS)
     for name in ("entropy", "reward", "passk", "quantiles"):
         assert f"![{name}]({name}.png)" in text
         png = out / f"{name}.png"
@@ -232,7 +234,7 @@ def test_final_entropy_is_each_runs_mean_over_its_last_tenth_of_steps():
 
 
 def test_an_algorithm_keeps_its_colour_across_reports():
-    from bench.report import series_color
+    from bench.reporting.figures import series_color
 
     assert series_color("grpo", ["dapo", "grpo", "riskpo"]) == series_color("grpo", ["grpo", "riskpo_seeking"])
     assert len({series_color(s, ["dapo", "grpo", "riskpo", "riskpo_seeking"])

@@ -8,10 +8,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from test_policy import make_model, make_tokenizer
 
-from bench.config import CONF_DIR
-from bench.policy import token_logprobs
-from bench.rollout import (VLLM_MISSING, EngineName, HFEngine, RolloutConfig, Rollouts, Sampling, VLLMEngine,
-                           build_engine, encode_prompts, vllm_available)
+from bench.compose import CONF_DIR
+from bench.config import EngineName, RolloutConfig, Sampling
+from bench.engines import Rollouts, build_engine
+from bench.engines.base import encode_prompts
+from bench.engines.hf import HFEngine
+from bench.engines.vllm import VLLM_MISSING, vllm_available
+from bench.models.policy import token_logprobs
 
 EOS, PAD = 1, 0
 PROMPTS = [
@@ -277,7 +280,7 @@ def test_hf_greedy_decoding_takes_the_argmax_every_step(tokenizer):
 
 def test_vllm_engine_arguments_on_the_cpu(tmp_path, tokenizer):
     """What the engine asks vLLM for (no vLLM needed): the CPU defaults, and explicit settings winning."""
-    from bench.rollout import CPU_BATCHED_TOKENS, engine_args
+    from bench.engines.vllm import CPU_BATCHED_TOKENS, engine_args
 
     make_model().save_pretrained(tmp_path)
     from transformers import AutoModelForCausalLM

@@ -7,7 +7,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.config import CONF_DIR
+from bench.compose import CONF_DIR
 
 TINY = ["trainer.steps=1", "trainer.prompts_per_step=5", "rollout.n=2", "rollout.max_new_tokens=16",
         "eval.problems=4", "eval.n=2", "eval.resamples=20", "logger=none"]
@@ -16,7 +16,7 @@ TINY = ["trainer.steps=1", "trainer.prompts_per_step=5", "rollout.n=2", "rollout
 def test_a_sweep_runs_the_matrix_grouped_under_its_experiment(tmp_path):
     # compare_arith sweeps 6 algorithms x 3 seeds; the command line narrows it, as a user would
     done = subprocess.run([sys.executable, "-m", "bench.run", "-m", "experiment=compare_arith",
-                           "algorithm=grpo,riskpo_seeking", "seed=0", *TINY, f"trainer.output_dir={tmp_path}"],
+                           "algorithm=grpo,riskpo_seeking", "seed=0", *TINY, f"output_dir={tmp_path}"],
                           capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(p.name for p in (tmp_path / "compare_arith").iterdir() if p.is_dir())
@@ -33,7 +33,7 @@ def test_the_experiment_sweeps_every_algorithm_over_three_seeds():
         cfg = compose("config", ["experiment=compare_arith"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert params.algorithm.split(",") == ["grpo", "dr_grpo", "dapo", "gspo", "riskpo", "riskpo_seeking"]
-    assert params.seed == "0,1,2" and cfg.trainer.experiment == "compare_arith"
+    assert params.seed == "0,1,2" and cfg.experiment_name == "compare_arith"
     assert cfg.hydra.sweep.dir == "results/compare_arith"
 
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from bench import pretrain
-from bench.tiny import CACHE_ENV, SHIPPED_DIR, TinyConfig, build_model, build_tokenizer, ensure_base, read_meta
+from bench import pretrain as pretrain_cli
+from bench.models import warmstart
+from bench.models.tiny import CACHE_ENV, SHIPPED_DIR, TinyConfig, build_model, build_tokenizer, read_meta
+from bench.models.warmstart import ensure_base
 from tasks.arith import ArithConfig, ArithTask, demonstration
 
 TEXTS = [
@@ -65,7 +67,7 @@ def test_the_shipped_tokenizer_is_what_build_tokenizer_makes_now(built, shipped_
     assert shipped_tokenizer.get_vocab() == built.get_vocab()
     task = ArithTask(ArithConfig())
     problems = task.load("arith")[:50]
-    texts = TEXTS + [demonstration(p) for p in problems] + [pretrain.render(built, task, p) for p in problems]
+    texts = TEXTS + [demonstration(p) for p in problems] + [warmstart.render(built, task, p) for p in problems]
     for text in texts:
         assert shipped_tokenizer(text).input_ids == built(text).input_ids, text
 
@@ -107,16 +109,16 @@ def test_ensure_base_returns_the_shipped_checkpoint_and_it_loads_offline(shipped
     assert type(model).__name__ == "Qwen2ForCausalLM" and not list(tmp_path.iterdir())
     task = ArithTask(ArithConfig())
     problems = task.load("arith")[:4]
-    inputs = shipped_tokenizer([pretrain.render(shipped_tokenizer, task, p) for p in problems], padding=True,
+    inputs = shipped_tokenizer([warmstart.render(shipped_tokenizer, task, p) for p in problems], padding=True,
                                padding_side="left", add_special_tokens=False, return_tensors="pt")
-    out = model.generate(**inputs, do_sample=False, max_new_tokens=pretrain.MAX_NEW_TOKENS)
+    out = model.generate(**inputs, do_sample=False, max_new_tokens=warmstart.MAX_NEW_TOKENS)
     completions = shipped_tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert all("The answer is \\boxed{" in c for c in completions), completions  # it learned the format
 
 
 def test_shipped_meta_records_a_pass_at_1_that_leaves_room_for_rl(shipped_dir):
     meta = read_meta(shipped_dir)
-    low, high = pretrain.PASS1_RANGE
+    low, high = warmstart.PASS1_RANGE
     assert meta["fingerprint"] == TinyConfig().fingerprint() and meta["steps"] == TinyConfig().steps
     assert low <= meta["eval"]["pass1"] <= high
     assert meta["eval"]["mixed"] > 0.3 and meta["eval"]["temperature"] == 1.0
@@ -124,29 +126,29 @@ def test_shipped_meta_records_a_pass_at_1_that_leaves_room_for_rl(shipped_dir):
 
 def test_pretrain_cli_leaves_an_up_to_date_checkpoint_alone(shipped_dir, capsys):
     before = (shipped_dir / "model.safetensors").stat().st_mtime_ns
-    assert pretrain.main([]) == 0
+    assert pretrain_cli.main([]) == 0
     assert "up to date" in capsys.readouterr().out
     assert (shipped_dir / "model.safetensors").stat().st_mtime_ns == before
 
 
 def test_pass_at_1_outside_the_range_fails_loudly():
-    low, high = pretrain.PASS1_RANGE
-    pretrain.check_pass1((low + high) / 2, 10)
+    low, high = warmstart.PASS1_RANGE
+    warmstart.check_pass1((low + high) / 2, 10)
     for pass1 in (low - 0.01, high + 0.01):
-        with pytest.raises(pretrain.PretrainError, match=f"pass@1 {pass1:.3f}"):
-            pretrain.check_pass1(pass1, 10)
+        with pytest.raises(warmstart.PretrainError, match=f"pass@1 {pass1:.3f}"):
+            warmstart.check_pass1(pass1, 10)
 
 
 def test_lr_warms_up_then_decays_to_the_floor():
     config = TinyConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
-    factors = [pretrain.lr_factor(step, config) for step in range(config.steps + 1)]
+    factors = [warmstart.lr_factor(step, config) for step in range(config.steps + 1)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[-1] == pytest.approx(0.1)
 
 
 def test_collate_puts_labels_on_response_tokens_only():
-    ids_bt, attention_bt, labels_bt = pretrain.collate([([7, 8, 9], [4, 5, 1]), ([7, 8], [6, 1])], pad_id=0)
+    ids_bt, attention_bt, labels_bt = warmstart.collate([([7, 8, 9], [4, 5, 1]), ([7, 8], [6, 1])], pad_id=0)
     assert ids_bt.tolist() == [[7, 8, 9, 4, 5, 1], [7, 8, 6, 1, 0, 0]]
     assert attention_bt.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
     assert labels_bt.tolist() == [[-100, -100, -100, 4, 5, 1], [-100, -100, 6, 1, -100, -100]]
@@ -154,8 +156,8 @@ def test_collate_puts_labels_on_response_tokens_only():
 
 def test_batch_order_is_seeded_and_covers_each_epoch():
     config = TinyConfig(steps=10, warmup_steps=0, batch_size=4)
-    order = pretrain.batch_order(20, config)
-    assert order.shape == (10, 4) and torch.equal(order, pretrain.batch_order(20, config))
+    order = warmstart.batch_order(20, config)
+    assert order.shape == (10, 4) and torch.equal(order, warmstart.batch_order(20, config))
     assert sorted(order[:5].flatten().tolist()) == list(range(20))  # first epoch: each example once
 
 
@@ -165,7 +167,7 @@ SMALL = TinyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, in
 
 def test_a_few_warm_start_steps_lower_the_loss_and_write_a_loadable_cached_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "cache" / SMALL.name
-    meta = pretrain.build(SMALL, out, check=False, progress=False, eval_problems=3, samples=2, workers=0)
+    meta = warmstart.build(SMALL, out, check=False, progress=False, eval_problems=3, samples=2, workers=0)
     assert meta["steps"] == 12 and meta["final_loss"] < meta["initial_loss"]
     assert json.loads((out / "meta.json").read_text())["eval"]["samples"] == 2
     assert not [p for p in out.parent.iterdir() if p != out]  # the temporary directory is gone

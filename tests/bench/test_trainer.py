@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.config import ConfigError, compose
-from bench.rollout import VLLM_MISSING, vllm_available
+from bench.compose import ConfigError, load_run_config
+from bench.engines.vllm import VLLM_MISSING, vllm_available
 from bench.run import train
+from bench.training.trainer import STAGES
 
 SMALL = ["trainer.steps=2", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
          "eval.problems=6", "eval.n=2", "trainer.eval_every=0", "logger=none"]
 
 
 def run(tmp_path, *overrides):
-    cfg = compose("config", [*SMALL, *overrides])
-    train(cfg, tmp_path)
+    train(load_run_config([*SMALL, *overrides]), tmp_path)
     return pd.read_parquet(tmp_path / "metrics.parquet")
 
 
@@ -31,11 +31,14 @@ def test_two_steps_of_every_algorithm(tmp_path, algorithm):
     assert metrics["step"].tolist() == [0, 1]
     assert all(math.isfinite(x) for x in metrics["train/loss"]) and all(metrics["train/entropy"] > 0)
     assert metrics["budget/samples"].iloc[-1] >= 2 * 5 * 4
+    assert all((metrics[f"time/{stage}"] >= 0).all() for stage in STAGES) and (metrics["time/generate"] > 0).all()
+    assert metrics["time/eval"].iloc[0] > 0  # the evaluation before training lands in the first row
     for name in ("config.yaml", "env.json", "samples.parquet", "eval.parquet", "checkpoints/latest"):
         assert (tmp_path / name).exists(), name
     from transformers import AutoModelForCausalLM
 
-    from bench.policy import ModelConfig, load_policy
+    from bench.config import ModelConfig
+    from bench.models.policy import load_policy
 
     base, _ = load_policy(ModelConfig())
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step-000002" / "model")
@@ -75,7 +78,7 @@ def test_clear_errors(tmp_path, overrides, fragment):
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     common = [*SMALL, "trainer.steps=4", "trainer.checkpoint_every=2", "algorithm=riskpo"]
     whole = tmp_path / "whole"
-    train(compose("config", common), whole)
+    train(load_run_config(common), whole)
     expected = pd.read_parquet(whole / "metrics.parquet")
 
     cut = tmp_path / "cut"
@@ -87,10 +90,10 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    train(compose("config", [*common, f"trainer.resume={cut}"]), cut)
+    train(load_run_config([*common, f"trainer.resume={cut}"]), cut)
     resumed = pd.read_parquet(cut / "metrics.parquet")
     assert resumed["step"].tolist() == [0, 1, 2, 3]
-    columns = [c for c in expected.columns if not c.startswith("budget/wall")]
+    columns = [c for c in expected.columns if not c.startswith(("budget/wall", "time/"))]  # wall-clock figures
     pd.testing.assert_frame_equal(resumed[columns], expected[columns], rtol=1e-6)
 
 

@@ -17,11 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.config import CONF_DIR
-from bench.evaluate import EvalConfig, Evaluator, load_benchmarks
-from bench.policy import ModelConfig, load_policy, token_logprobs
-from bench.rollout import HFEngine, RolloutConfig, Sampling, VLLMEngine, encode_prompts, stop_ids, vllm_distribution
-from bench.sampler import rng_state
+from bench.compose import CONF_DIR
+from bench.config import EvalConfig, ModelConfig, RolloutConfig, Sampling
+from bench.engines.base import encode_prompts, stop_ids
+from bench.engines.hf import HFEngine
+from bench.engines.vllm import VLLMEngine, vllm_distribution
+from bench.evaluation.evaluator import Evaluator, load_benchmarks
+from bench.models.policy import load_policy, token_logprobs
+from bench.training.seeds import rng_state
 from tasks.arith import ArithConfig, ArithTask
 from tasks.scoring import Scorer
 
@@ -140,7 +143,7 @@ def test_weight_sync_takes_effect_after_an_optimizer_step(policy, engine):
 
 
 def evaluate(engine, config: EvalConfig, problems: int, seed: int = 0):
-    bench = load_benchmarks(config, [TASK.config])
+    bench = load_benchmarks(config, [TASK])
     bench[0].problems = bench[0].problems[:problems]
     with Scorer(TASK, workers=0) as scorer:
         return Evaluator(config, bench, engine, {"arith": scorer}).evaluate(0, Sampling(seed=seed))

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from sandbox_probe import sandbox_processes
 
-from tasks.base import PROJECT_ROOT
+from common import PROJECT_ROOT
 from tasks.humaneval import TEMPLATES, HumanEvalConfig, HumanEvalTask, extract
 from tasks.scoring import Scorer
 

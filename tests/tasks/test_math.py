@@ -8,7 +8,6 @@ import time
 import pytest
 
 from tasks.base import DEFAULT_DATA_DIR, Problem
-from tasks.scoring import Scorer
 from tasks.math import (
     Fallback,
     MathConfig,
@@ -16,48 +15,13 @@ from tasks.math import (
     boxed_problem,
     gsm8k_gold,
     judge,
-    last_boxed,
-    last_number,
     olympiad_problem,
 )
+from tasks.scoring import Scorer
 
 needs_data = pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"benchmark data not at {DEFAULT_DATA_DIR}")
 
-EXTRACTION = [
-    pytest.param(r"so $\boxed{\frac{1}{2}}$.", r"\frac{1}{2}", id="nested-braces"),
-    pytest.param(r"\boxed{a{b{c}}d}", "a{b{c}}d", id="deeply-nested"),
-    pytest.param(r"first \boxed{1}, then \boxed{2}", "2", id="last-wins"),
-    pytest.param(r"\boxed{5}\boxed{6}", "6", id="adjacent"),
-    pytest.param(r"$\boxed{3}$ and \fbox{4}", "4", id="fbox-after-boxed"),
-    pytest.param(r"\fbox{7}", "7", id="fbox"),
-    pytest.param(r"The answer is $\boxed 5$.", "5", id="boxed-space"),
-    pytest.param(r"\boxed {4}", "4", id="space-before-brace"),
-    pytest.param(r"\boxed{\boxed{3}}", "3", id="box-in-box"),
-    pytest.param(r"\boxed{ \text{ A } }", r"\text{ A }", id="stripped"),
-    pytest.param(r"\boxed{}", "", id="empty"),
-    pytest.param("no box here, 42", None, id="none"),
-    pytest.param(r"\boxed{1} and then \boxed{2", None, id="last-unclosed"),
-    pytest.param(r"\boxed", None, id="bare-command"),
-    pytest.param(r"\boxedx{4}", None, id="other-command"),
-]
-
-
-@pytest.mark.parametrize("text, expected", EXTRACTION)
-def test_last_boxed(text, expected):
-    assert last_boxed(text) == expected
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("The total is 1,450,000 dollars, or -3.5; so 12.", "12"),
-    ("8 - 3 = 5", "5"),
-    ("5-3", "3"),
-    ("it is -3", "-3"),
-    ("costs $1,200.50", "1200.50"),
-    ("x = .5", ".5"),
-    ("no digits", None),
-])
-def test_last_number(text, expected):
-    assert last_number(text) == expected
+# the box and number readers themselves: tests/tasks/test_extract.py
 
 
 # (boxed answer, gold, judged correct)

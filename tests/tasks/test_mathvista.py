@@ -111,6 +111,9 @@ CASES = [
     ("3", "\\boxed{A}", False, "wrong"),
     ("3", "The answer is (D).", False, "wrong"),
     ("3", "\\boxed{C}", True, "correct"),
+    ("3", "\\fbox{C}", True, "correct"),  # the math suite's box reader (tasks/extract.py)
+    ("1", "\\boxed {1.2}", True, "correct"),
+    ("2", "So it is $\\boxed 1000$ g.", True, "correct"),
     ("3", "(C)", True, "correct"),
     ("3", "\\boxed{C.}", True, "correct"),
     ("3", "\\boxed{(c)}", True, "correct"),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 import tasks
-from bench.config import CONF_DIR, ConfigError, compose
+from bench.compose import CONF_DIR, ConfigError, compose
 from tasks.arith import ArithConfig, ArithTask, demonstration
 from tasks.base import Problem, Task, TaskConfig, Verdict
 from tasks.scoring import Scorer

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from sandbox_probe import sandbox_processes
 
-from tasks.base import DEFAULT_DATA_DIR, PROJECT_ROOT
+from common import DEFAULT_DATA_DIR, PROJECT_ROOT
 from tasks.sandbox import _BOOTSTRAP, RUN_ENV, UID_BASE, UID_SPAN, Limits, SandboxResult, run_python
 
 LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=512, file_size_mb=4, processes=8)

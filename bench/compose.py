@@ -1,0 +1,110 @@
+"""Hydra at the command line's edge: conf/ composed against the config dataclasses, then built once.
+
+Hydra checks types and unknown keys against the ConfigStore schemas while composing;
+``run_config`` then builds the typed ``RunConfig`` (bench/config.py), which runs every
+dataclass's ``__post_init__`` checks (alpha < beta, ...), so a bad value fails before any work
+starts, with one line naming the field. Nothing past this module sees OmegaConf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Optional, Sequence
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import algorithms
+import tasks
+from bench.config import EvalConfig, LoggerConfig, ModelConfig, RolloutConfig, RunConfig, RunSettings, TrainerConfig
+from common import PROJECT_ROOT
+
+CONF_DIR = PROJECT_ROOT / "conf"
+GROUPS = {"model": ModelConfig, "rollout": RolloutConfig, "trainer": TrainerConfig, "logger": LoggerConfig,
+          "eval": EvalConfig}
+CONFIG_ERRORS = (HydraException, OmegaConfBaseException, ValueError, KeyError, TypeError)
+
+
+def register_schemas() -> None:
+    """Put every config dataclass in Hydra's ConfigStore as ``<group>/<name>_schema``, the node
+    each conf/<group>/*.yaml starts from, and the root's own fields as ``run_schema``. The
+    dataclasses are frozen; their nodes are made writable so that command-line overrides still
+    apply (the dataclass checks run in ``run_config``)."""
+    schemas = {("algorithm", name): a.config_type for name, a in algorithms.ALGORITHMS.items()}
+    schemas |= {("task", name): t.config_type for name, t in tasks.TASKS.items()}
+    schemas |= {(group, group): config_type for group, config_type in GROUPS.items()}
+    for (group, name), config_type in schemas.items():
+        node = OmegaConf.structured(config_type)
+        OmegaConf.set_readonly(node, False)
+        ConfigStore.instance().store(group=group, name=f"{name}_schema", node=node)
+    root = OmegaConf.structured(RunSettings)  # typed fields; open to the groups composed beside them
+    OmegaConf.set_readonly(root, False)
+    OmegaConf.set_struct(root, False)
+    ConfigStore.instance().store(name="run_schema", node=root)
+
+
+register_schemas()
+
+
+class ConfigError(ValueError):
+    """A config that does not compose or does not validate; the message is one line."""
+
+
+def compose(config_name: str = "config", overrides: Sequence[str] = (), **hydra: Any) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides and validate it."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides), **hydra)
+        validate(cfg)
+    except CONFIG_ERRORS as err:
+        raise ConfigError(one_line(err)) from err
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Build every typed node present, so its dataclass checks run now (and the root's, for a run);
+    the algorithm and the task are built too (a task checks its template and splits)."""
+    if "algorithm" in cfg and "task" in cfg and all(group in cfg for group in GROUPS):
+        config = run_config(cfg)
+        algorithms.build(config.algorithm)
+        tasks.build(config.task)
+        return
+    if "algorithm" in cfg:
+        algorithms.build(OmegaConf.to_object(cfg.algorithm))
+    if "task" in cfg:
+        tasks.build(OmegaConf.to_object(cfg.task))
+    for group in GROUPS:
+        if group in cfg:
+            OmegaConf.to_object(cfg[group])
+
+
+def run_config(cfg: DictConfig, labels: Optional[dict[str, str]] = None) -> RunConfig:
+    """The typed root of a composed run config (``labels``: Hydra's group choices, for reports)."""
+    groups = {group: OmegaConf.to_object(cfg[group]) for group in ("algorithm", "task", *GROUPS)}
+    root = {f.name: cfg[f.name] for f in fields(RunSettings)}
+    return RunConfig(**root, **groups, labels=dict(labels or {}))
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
+    """``run_config(compose("config", overrides))``: a run's config as the command line would build it."""
+    cfg = compose("config", overrides)
+    try:
+        return run_config(cfg)
+    except CONFIG_ERRORS as err:
+        raise ConfigError(one_line(err)) from err
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line, with its cause's, without the context lines
+    OmegaConf and Hydra append (keys, types, the config search path)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # no repr quotes
+    text = text.split("Config search path")[0].strip()
+    noise = ("full_key:", "object_type=", "reference_type=")
+    message = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise))
+    if err.__cause__ is not None and not isinstance(err, ConfigError):
+        message = f"{message}: {one_line(err.__cause__)}"
+    return message or type(err).__name__

@@ -1,0 +1,122 @@
+"""Pass@k evaluation: n samples per problem, judged by the task verifiers, summarised by passk.
+
+The trainer calls ``Evaluator`` every ``trainer.eval_every`` steps on its task's eval sets, and
+``python -m bench.evaluate`` calls it on any weights; both write ``eval.parquet`` and
+``problems.parquet`` (their columns: bench/evaluate.py). Each benchmark is judged by the task that
+owns it (math500 -> math, aime24 -> aime, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+import tasks
+from bench.config import EvalConfig, Sampling
+from bench.evaluation import passk
+from tasks.base import Problem, Task, Verdict
+from tasks.scoring import Scorer
+
+__all__ = ["Benchmark", "Evaluation", "Evaluator", "load_benchmarks", "owner_of"]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    task: Task
+    problems: list[Problem]
+
+
+@dataclass
+class Evaluation:
+    rows: list[dict[str, Any]]  # eval.parquet
+    problems: list[dict[str, Any]]  # problems.parquet
+    seconds: float = 0.0
+
+    def pass_at(self, k: int = 1) -> dict[str, float]:
+        """pass@k per benchmark (with greedy decoding, k = 1 is the greedy accuracy)."""
+        return {r["benchmark"]: r["pass_at_k"] for r in self.rows if r["k"] == k}
+
+
+def owner_of(benchmark: str) -> str:
+    """The task that loads and judges ``benchmark``."""
+    owners = [name for name, task in tasks.TASKS.items() if benchmark in task.benchmarks]
+    if not owners:
+        known = sorted({b for t in tasks.TASKS.values() for b in t.benchmarks})
+        raise ValueError(f"eval.benchmarks: unknown benchmark {benchmark!r}; known: {', '.join(known)}")
+    return owners[0]
+
+
+def load_benchmarks(config: EvalConfig, given_tasks: list[Task]) -> list[Benchmark]:
+    """Each benchmark with its owner task: the first of ``given_tasks`` of the owner's name, the
+    owner with its defaults otherwise. No ``eval.benchmarks``: the first task's eval sets."""
+    given: dict[str, Task] = {}
+    for task in given_tasks:
+        given.setdefault(task.config.name, task)
+    names = config.benchmarks or (next(iter(given.values())).config.eval if given else ())
+    if not names:
+        raise ValueError("no benchmarks to evaluate: set eval.benchmarks=[...] (e.g. [math500,gsm8k])")
+    out = []
+    for name in names:
+        owner = owner_of(name)
+        task = given.get(owner) or tasks.build(tasks.get_task(owner).config_type())
+        out.append(Benchmark(name, task, task.load(name)[: config.problems or None]))
+    return out
+
+
+def majority(task: Task, groups: list[list[Verdict]], k: int) -> float:
+    """maj@k over problems, voting on the extracted answers; NaN where answers are not comparable (code)."""
+    if not task.votes:
+        return float("nan")
+    keys = [[(v.extracted or "").strip() or None for v in g] for g in groups]
+    return float(np.mean([passk.majority_at_k(a, [v.correct for v in g], k) for a, g in zip(keys, groups)]))
+
+
+class Evaluator:
+    """n samples per problem on each benchmark, judged, summarised; the engine is shared with training."""
+
+    def __init__(self, config: EvalConfig, benchmarks: list[Benchmark], engine: Any,
+                 scorers: Optional[dict[str, Scorer]] = None) -> None:
+        self.config, self.benchmarks, self.engine = config, benchmarks, engine
+        self.scorers = dict(scorers or {})
+        needed = {b.task.config.name: b.task for b in benchmarks if b.task.config.name not in self.scorers}
+        self.owned = [Scorer(task) for task in needed.values()]  # closed by close(); the others are the caller's
+        self.scorers |= {s.task.config.name: s for s in self.owned}
+
+    def evaluate(self, step: int, sampling: Sampling, progress: bool = False) -> Evaluation:
+        """pass@k (or greedy accuracy) of every benchmark; ``sampling`` is the rollout's, seeded."""
+        start, rows, problem_rows = time.monotonic(), [], []
+        sampling = self.config.sampling(sampling)
+        for bench in self.benchmarks:
+            verdicts = self.sample(bench, sampling, progress)
+            n = self.config.n
+            groups = [verdicts[i * n : (i + 1) * n] for i in range(len(bench.problems))]
+            c = np.array([sum(v.correct for v in g) for g in groups])
+            problem_rows += [{"benchmark": bench.name, "step": step, "uid": p.uid, "n": n, "c": int(ci)}
+                             for p, ci in zip(bench.problems, c)]
+            summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
+            rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
+                      "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
+        return Evaluation(rows, problem_rows, time.monotonic() - start)
+
+    def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> list[Verdict]:
+        """n judged samples per problem, problem by problem in order; one seed per generate call."""
+        per_call, verdicts = self.config.prompts_per_call, []
+        bar = tqdm(total=len(bench.problems), desc=f"eval {bench.name}", unit="problem", disable=not progress)
+        for start in range(0, len(bench.problems), per_call):
+            chunk = bench.problems[start : start + per_call]
+            seeded = replace(sampling, seed=sampling.seed + start)
+            rollouts = self.engine.generate([bench.task.prompt(p) for p in chunk], self.config.n, seeded)
+            scorer = self.scorers[bench.task.config.name]
+            verdicts += scorer.score([chunk[int(i)] for i in rollouts.prompt_b], rollouts.texts)
+            bar.update(len(chunk))
+        bar.close()
+        return verdicts
+
+    def close(self) -> None:
+        for scorer in self.owned:
+            scorer.close()

@@ -1,0 +1,126 @@
+"""The report's figures, one function each over ``Results``, sharing ``mean_band`` (a line per
+algorithm, the mean over seeds, a band of the t-interval)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator, ScalarFormatter
+
+import algorithms
+from bench.reporting.results import CONFIDENCE, QUANTILES, Results, final_rows, half_width
+
+
+def mean_band(ax: Axes, frame: pd.DataFrame, y: str, at: str = "step", x: Optional[str] = None) -> None:
+    """One line per series: the mean of ``y`` over seeds at each value of ``at`` (plotted at the
+    seeds' mean of ``x``), with a t-interval band over seeds where there are two or more."""
+    if y not in frame:
+        return
+    for series, rows in frame.dropna(subset=[y]).groupby("series", observed=True):
+        rows = rows.groupby([at, "seed"])[[y] if x is None else [y, x]].mean().reset_index()  # a seed run twice
+        s = rows.groupby(at).agg(x=(x or at, "mean"), mean=(y, "mean"), half=(y, half_width))
+        color = series_color(series, list(frame["series"].cat.categories))
+        ax.plot(s["x"], s["mean"], color=color, label=series, marker="o" if len(s) <= 12 else None, markersize=3)
+        ax.fill_between(s["x"], s["mean"] - s["half"], s["mean"] + s["half"], color=color, alpha=0.2, linewidth=0)
+    style(ax)
+
+
+def series_color(series: str, all_series: list[str]) -> str:
+    """The same colour for an algorithm in every report (the registry's order, then its variants);
+    by position when the figure holds an algorithm twice (several experiments) or an unknown label."""
+    known = [*algorithms.ALGORITHMS, "riskpo_seeking", "riskpo_reference"]
+    names = [s.rsplit("/", 1)[-1] for s in all_series]
+    name = series.rsplit("/", 1)[-1]
+    if name in known and names.count(name) == 1 and all(n in known for n in names):
+        return f"C{known.index(name)}"
+    return f"C{all_series.index(series) % 10}"
+
+
+def style(ax: Axes) -> None:
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps, tokens and k are counts
+
+
+def panels(count: int, title: str, width: float = 5.0) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width * count, 3.8), layout="constrained")
+    axes = fig.subplots(1, count, squeeze=False)[0]
+    fig.suptitle(title)
+    return fig, list(axes)
+
+
+def smoothed(metrics: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
+    """Each run's ``column`` as a trailing moving average over about 1/25 of its steps (one batch's
+    value is noisy; at most 2 steps are averaged per 50), and the window used."""
+    window = max(1, int(metrics["step"].max() + 1) // 25) if len(metrics) else 1
+    rows = metrics.dropna(subset=[column]).sort_values("step")
+    values = rows.groupby("run_id")[column].transform(lambda v: v.rolling(window, min_periods=1).mean())
+    return rows.assign(**{column: values}), window
+
+
+def averaged(window: int) -> str:
+    return "" if window == 1 else f"; {window}-step moving average"
+
+
+def entropy_figure(results: Results) -> Figure:
+    metrics, window = smoothed(results.metrics, "train/entropy")
+    fig, (ax,) = panels(1, f"Token entropy of the sampled responses\n(mean over seeds, {CONFIDENCE:.0%} t-band"
+                           f"{averaged(window)})", 7)
+    mean_band(ax, metrics, "train/entropy")
+    ax.set(xlabel="step", ylabel="mean token entropy (nats)")
+    ax.legend()
+    return fig
+
+
+def reward_figure(results: Results) -> Figure:
+    metrics, window = smoothed(results.metrics, "train/reward_mean")
+    title = f"Training reward, per step and at equal generation budget\n(mean over seeds, {CONFIDENCE:.0%} t-band"
+    fig, (by_step, by_tokens) = panels(2, f"{title}{averaged(window)})")
+    mean_band(by_step, metrics, "train/reward_mean")
+    mean_band(by_tokens, metrics, "train/reward_mean", x="budget/generated_tokens")
+    by_step.set(xlabel="step", ylabel="batch reward (DAPO: kept groups)")
+    by_tokens.set(xlabel="generated tokens so far (mean over seeds)")
+    by_tokens.xaxis.set_major_formatter(EngFormatter())  # 250k, not 250000
+    by_step.legend()
+    return fig
+
+
+def passk_figure(results: Results) -> Figure:
+    evals = final_rows(results.evals)
+    benchmarks = sorted(set(evals["benchmark"])) or ["(no evaluations yet)"]
+    fig, axes = panels(len(benchmarks), "pass@k at each run's final evaluation (mean over seeds)")
+    for ax, benchmark in zip(axes, benchmarks):
+        mean_band(ax, evals[evals["benchmark"] == benchmark], "pass_at_k", at="k")
+        ks = sorted(set(evals.loc[evals["benchmark"] == benchmark, "k"]))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([k for k in ks if k & (k - 1) == 0], minor=False)  # the powers of two
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.minorticks_off()
+        ax.set(title=benchmark, xlabel="k", ylabel="pass@k")
+    if len(evals):
+        axes[0].legend()
+    return fig
+
+
+def quantiles_figure(results: Results) -> Optional[Figure]:
+    """RiskPO's quantiles, one line per run: a, b used by the advantage (solid), the tracker after
+    the step (dashed); None when no run logged them."""
+    columns = [f"algo/riskpo/{q}" for q in QUANTILES if f"algo/riskpo/{q}" in results.metrics]
+    metrics = results.metrics.dropna(subset=columns, how="all") if columns else results.metrics.iloc[:0]
+    if metrics.empty:
+        return None
+    series = sorted(set(metrics["series"]))
+    fig, axes = panels(len(series), "RiskPO's quantiles of paper scores: a (alpha) and b (beta)")
+    for ax, name in zip(axes, series):
+        for i, (_, run) in enumerate(metrics[metrics["series"] == name].groupby("run_id")):
+            for column in columns:
+                q = column.rsplit("/", 1)[1]
+                ax.plot(run["step"], run[column], color="C0" if q.endswith("a") else "C3", alpha=0.6,
+                        linestyle="--" if q.startswith("tracker") else "-",
+                        label=None if i else f"{q[-1]} ({'tracker' if q.startswith('tracker') else 'used'})")
+        ax.set(title=f"{name} (one line per run)", xlabel="step", ylabel="paper score quantile")
+        ax.legend(fontsize=8)
+        style(ax)
+    return fig

@@ -1,0 +1,307 @@
+"""Runs read back and compared: the loader, the statistics and the tables of ``bench.report``.
+
+Every directory below the results directory holding a ``metrics.parquet`` is a run (see
+bench/training/sinks.py for what a run directory holds). ``load_results`` reads them all into tidy frames,
+each row carrying its run's identity (``ID``); notebooks use it too. Runs are compared within a
+scope, one (experiment, task); seeds are the replicates. Intervals:
+
+- over seeds: a t-interval of the per-seed values (paired by seed for differences: every
+  algorithm samples the same prompts for a given seed); none with one seed;
+- over problems: pass@k per problem from ``problems.parquet`` at each run's final evaluation,
+  averaged over seeds, target minus baseline on the problems both have, and a bootstrap interval
+  of the mean difference (``bench.evaluation.passk.bootstrap_ci``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+from scipy import stats
+
+from bench.evaluation import passk
+
+ID = ["run_id", "algorithm", "task", "model", "seed", "experiment", "series"]
+CONFIDENCE = 0.95
+# Hydra's run directory name: <algorithm choice>-<task>-s<seed>[-<date>-<time>] (conf/config.yaml)
+RUN_NAME = re.compile(r"^(?P<algorithm>.+)-(?P<task>[^-]+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$")
+QUANTILES = ("a", "b", "tracker_a", "tracker_b")  # RiskPO's metrics, under algo/riskpo/
+# the columns a table has even when no run has written a row of it yet
+TABLES = {"metrics": ["step"], "eval": ["step", "benchmark", "k", "pass_at_k"],
+          "problems": ["step", "benchmark", "uid", "n", "c"]}
+
+
+@dataclass(frozen=True)
+class Results:
+    """The runs under a results directory: ``runs`` has one row per run (ID plus path, steps,
+    planned_steps, wall_seconds); ``metrics``, ``evals`` and ``problems`` are the runs' parquet
+    tables with the ID columns joined on. ``series`` is the label figures use: the algorithm, or
+    experiment/task/algorithm when the directory holds several scopes."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    evals: pd.DataFrame
+    problems: pd.DataFrame
+
+    def subset(self, run_ids: Sequence[str]) -> Results:
+        keep = set(run_ids)
+        return Results(*(f[f["run_id"].isin(keep)] for f in (self.runs, self.metrics, self.evals, self.problems)))
+
+    def scopes(self) -> Iterator[tuple[str, Results]]:
+        """(label, results) per (experiment, task); the label is empty when there is one scope."""
+        groups = list(self.runs.groupby(["experiment", "task"], sort=True))
+        for (experiment, task), runs in groups:
+            yield (f"{experiment} / {task}" if len(groups) > 1 else ""), self.subset(runs["run_id"])
+
+
+def load_results(root: str | Path) -> Results:
+    """Read every run below ``root``; an unfinished run contributes what it has written so far."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results directory")
+    run_dirs = sorted({p.parent for p in root.rglob("metrics.parquet")})
+    if not run_dirs:
+        raise ValueError(f"{root}: no runs there (no metrics.parquet in it or below it)")
+    runs = pd.DataFrame([identify(d, root) for d in run_dirs])
+    runs["planned_steps"] = runs["planned_steps"].astype("Int64")  # None where config.yaml is missing
+    label = ["experiment", "task", "algorithm"] if runs.groupby(["experiment", "task"]).ngroups > 1 else ["algorithm"]
+    runs["series"] = runs[label].astype(str).agg("/".join, axis=1)
+    metrics, evals, problems = (read_tables(runs, name, columns) for name, columns in TABLES.items())
+    for frame in (runs, metrics, evals, problems):  # categories: one colour per series in every figure
+        frame["series"] = pd.Categorical(frame["series"], categories=sorted(set(runs["series"])))
+    last = metrics.groupby("run_id")
+    runs["steps"] = runs["run_id"].map(last["step"].max() + 1).fillna(0).astype(int)
+    wall = last["budget/wall_seconds"].max() if "budget/wall_seconds" in metrics else pd.Series(dtype=float)
+    runs["wall_seconds"] = runs["run_id"].map(wall)
+    return Results(runs, metrics, evals, problems)
+
+
+def read_tables(runs: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
+    """``<name>.parquet`` of every run that has rows in it, with the run's ID columns."""
+    frames = []
+    for run in runs.itertuples():
+        path = Path(run.path) / f"{name}.parquet"
+        table = pd.read_parquet(path) if path.is_file() else None
+        if table is not None and len(table):
+            frames.append(table.assign(**{c: getattr(run, c) for c in ID}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*ID, *columns])
+
+
+def identify(run_dir: Path, root: Path) -> dict:
+    """run.json's identity; for older runs config.yaml's, with the algorithm label (a Hydra choice
+    such as riskpo_seeking, whose algorithm.name is riskpo) read from the directory name."""
+    run_id = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+    ident = {"run_id": run_id, "path": str(run_dir), "experiment": run_dir.parent.name, "model": None,
+             "planned_steps": None}
+    named = RUN_NAME.match(run_dir.name)
+    if named:
+        ident |= {"algorithm": named["algorithm"], "task": named["task"], "seed": int(named["seed"])}
+    if (run_dir / "config.yaml").is_file():
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        experiment = cfg.get("experiment_name") or cfg.trainer.get("experiment")  # the root's, or older runs' trainer's
+        from_config = {"task": cfg.task.name, "model": cfg.model.name, "seed": int(cfg.seed),
+                       "experiment": experiment, "planned_steps": int(cfg.trainer.steps)}
+        agrees = named and (int(named["seed"]), named["task"]) == (from_config["seed"], from_config["task"])
+        ident |= from_config | ({} if agrees else {"algorithm": cfg.algorithm.name})
+    if (run_dir / "run.json").is_file():
+        ident |= {k: v for k, v in json.loads((run_dir / "run.json").read_text() or "{}").items() if v is not None}
+    missing = [k for k in ("algorithm", "task", "seed") if k not in ident]
+    if missing:
+        raise ValueError(f"{run_dir}: cannot tell its {', '.join(missing)} (no run.json or config.yaml, "
+                         "and the name is not <algorithm>-<task>-s<seed>)")
+    return ident
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """target - baseline, with its interval (NaN without one) and what it is over."""
+
+    target: float
+    baseline: float
+    low: float
+    high: float
+    over: str  # how the interval was made: "CI over 3 seeds", "bootstrap CI over 200 problems"
+
+    @property
+    def value(self) -> float:
+        return self.target - self.baseline
+
+
+def half_width(values: Sequence[float], confidence: float = CONFIDENCE) -> float:
+    """Half the t-interval of the mean; NaN for fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last step."""
+    return frame[frame["step"] == frame.groupby("run_id")["step"].transform("max")]
+
+
+def final_window(metrics: pd.DataFrame, column: str, fraction: float = 0.1) -> tuple[pd.DataFrame, int]:
+    """Each run's mean of ``column`` over its last ``fraction`` of steps (at least one step): one
+    batch's entropy is noisy, the end of training is read over a window. Also the window's size."""
+    rows = metrics.dropna(subset=[column])
+    window = max(1, int(round(fraction * (rows["step"].max() + 1)))) if len(rows) else 1
+    last = rows[rows["step"] > rows.groupby("run_id")["step"].transform("max") - window]
+    return last.groupby(["run_id", "algorithm", "seed"], as_index=False)[column].mean(), window
+
+
+def seed_difference(per_run: pd.DataFrame, column: str, baseline: str, target: str) -> Difference:
+    """Mean of ``column`` per algorithm over seeds, and a t-interval of the per-seed differences."""
+    by_seed = per_run.groupby(["algorithm", "seed"])[column].mean()
+    t, b = by_seed.get(target, pd.Series(dtype=float)), by_seed.get(baseline, pd.Series(dtype=float))
+    paired = (t - b).dropna()
+    half = half_width(paired)
+    over = {0: "no seed in common", 1: "one seed in common"}.get(len(paired), f"CI over {len(paired)} seeds")
+    return Difference(t.mean(), b.mean(), paired.mean() - half, paired.mean() + half, over)
+
+
+def problem_difference(problems: pd.DataFrame, k: int, baseline: str, target: str) -> Difference:
+    """Paired over problems: pass@k per problem at the final step, averaged over seeds per
+    algorithm; the mean and its bootstrap interval of target - baseline on shared problems."""
+    rows = final_rows(problems)
+    rows = rows[rows["n"] >= k]
+    rows = rows.assign(p=passk.pass_at_k_array(rows["n"].to_numpy(int), rows["c"].to_numpy(int), k))
+    per_problem = rows.groupby(["uid", "algorithm"])["p"].mean().unstack()
+    both = per_problem[[target, baseline]].dropna() if {target, baseline} <= set(per_problem.columns) else None
+    if both is None or both.empty:
+        return Difference(float("nan"), float("nan"), float("nan"), float("nan"), f"no problem with n >= {k} in both")
+    low, high = passk.bootstrap_ci((both[target] - both[baseline]).to_numpy(), confidence=CONFIDENCE,
+                                   resamples=2000, seed=0)
+    return Difference(both[target].mean(), both[baseline].mean(), low, high, f"bootstrap CI over {len(both)} problems")
+
+
+def pass_difference(scope: Results, benchmark: str, k: int, baseline: str, target: str) -> Difference:
+    """Paired over problems where problems.parquet is there, else over seeds from eval.parquet."""
+    problems = scope.problems[scope.problems["benchmark"] == benchmark]
+    if {baseline, target} <= set(problems["algorithm"]):
+        return problem_difference(problems, k, baseline, target)
+    evals = final_rows(scope.evals)
+    evals = evals[(evals["benchmark"] == benchmark) & (evals["k"] == k)]
+    return seed_difference(evals, "pass_at_k", baseline, target)
+
+
+def describe(d: Difference, baseline: str) -> str:
+    """'0.071 vs grpo 0.052 (difference +0.019, 95% CI over 2 seeds [+0.010, +0.028]: ...)'"""
+    head = f"{d.target:.3f} vs {baseline} {d.baseline:.3f} (difference {d.value:+.3f}"
+    if not np.isfinite(d.low):
+        return f"{head}; {d.over}, no CI: no difference can be claimed at this scale)"
+    ci = f"{head}, {CONFIDENCE:.0%} {d.over} [{d.low:+.3f}, {d.high:+.3f}]"
+    if d.low > 0 or d.high < 0:
+        return f"{ci}: {'higher' if d.value > 0 else 'lower'}, larger than its CI, which excludes 0)"
+    return f"{ci}: no difference at this scale, the CI includes 0)"
+
+
+# --- the conclusion and the tables --------------------------------------------------------------
+
+
+def report_ks(results: Results, ks: Optional[Sequence[int]] = None) -> list[int]:
+    """The k values of the table and conclusion: those asked for, else 1 and the largest evaluated."""
+    if ks:
+        return sorted(set(ks))
+    return sorted({1, int(results.evals["k"].max())}) if len(results.evals) else [1]
+
+
+def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
+               ks: Optional[Sequence[int]] = None) -> str:
+    """The comparison in words, with numbers and intervals, one paragraph per scope."""
+    paragraphs = []
+    for label, scope in results.scopes():
+        head = f"{label}: " if label else ""
+        have = sorted(set(scope.runs["algorithm"]))
+        missing = [name for name in (target, baseline) if name not in have]
+        if missing:
+            paragraphs.append(f"{head}no {' or '.join(missing)} runs, so no comparison of {target} with {baseline} "
+                              f"(algorithms here: {', '.join(have)}).")
+            continue
+        sentences = []
+        if "train/entropy" in scope.metrics:
+            entropy, window = final_window(scope.metrics, "train/entropy")
+            over = "its last step" if window == 1 else f"its mean over its last {window} steps"
+            sentences.append(f"{target} ended with entropy "
+                             f"{describe(seed_difference(entropy, 'train/entropy', baseline, target), baseline)}"
+                             f" (a run's entropy: {over}).")
+        for benchmark in sorted(set(scope.evals["benchmark"])):
+            for k in report_ks(scope, ks):
+                d = pass_difference(scope, benchmark, k, baseline, target)
+                text = describe(d, baseline) if np.isfinite(d.value) else f"not available for both ({d.over})"
+                sentences.append(f"pass@{k} on {benchmark}: {target} {text}.")
+        if scope.evals.empty:
+            sentences.append("No pass@k evaluations yet.")
+        paragraphs.append(head + " ".join(sentences))
+    return "\n\n".join(paragraphs)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)"
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows])
+
+
+def pass_table(results: Results, baseline: str = "grpo", ks: Optional[Sequence[int]] = None) -> str:
+    """Algorithm x benchmark: pass@k at the final step, mean ± half CI over seeds, and the paired
+    difference to the baseline with its interval."""
+    rows = []
+    for label, scope in results.scopes():
+        for (algorithm, benchmark), group in final_rows(scope.evals).groupby(["algorithm", "benchmark"]):
+            row = ({"scope": label} if label else {}) | {"algorithm": algorithm, "benchmark": benchmark,
+                                                         "seeds": group["seed"].nunique()}
+            for k in report_ks(scope, ks):
+                row[f"pass@{k}"] = mean_cell(group[group["k"] == k].groupby("seed")["pass_at_k"].mean())
+                row[f"Δ pass@{k} vs {baseline}"] = difference_cell(scope, benchmark, k, baseline, algorithm)
+            rows.append(row)
+    return markdown_table(rows)
+
+
+def mean_cell(values: pd.Series) -> str:
+    """'0.312 ± 0.020' (half the t-interval over seeds), '0.312 (n/a)' with one seed."""
+    if values.empty:
+        return "—"
+    half = half_width(values)
+    return f"{values.mean():.3f} ± {half:.3f}" if np.isfinite(half) else f"{values.mean():.3f} (n/a)"
+
+
+def difference_cell(scope: Results, benchmark: str, k: int, baseline: str, algorithm: str) -> str:
+    if algorithm == baseline or baseline not in set(scope.runs["algorithm"]):
+        return "—"
+    d = pass_difference(scope, benchmark, k, baseline, algorithm)
+    if not np.isfinite(d.value):
+        return "—"
+    return f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" if np.isfinite(d.low) else f"{d.value:+.3f} (n/a)"
+
+
+def runs_table(results: Results) -> str:
+    """The runs, and a note on runs that repeat an algorithm and seed (averaged as one seed)."""
+    runs = results.runs.sort_values(["experiment", "algorithm", "seed"])
+    repeated = runs.groupby(["experiment", "task", "algorithm", "seed"]).size()
+    repeated = [f"{a} seed {s} ({n} runs)" for (_, _, a, s), n in repeated[repeated > 1].items()]
+    note = f"\n\nRuns sharing an algorithm and seed count as one seed: {', '.join(repeated)}." if repeated else ""
+    return markdown_table([{"experiment": r.experiment, "algorithm": r.algorithm, "seed": r.seed,
+                            "steps": f"{r.steps}/{r.planned_steps}" if pd.notna(r.planned_steps) else r.steps,
+                            "wall time (s)": f"{r.wall_seconds:.0f}" if pd.notna(r.wall_seconds) else "—",
+                            "run": f"`{r.run_id}`"} for r in runs.itertuples()]) + note
+
+
+def time_table(results: Results) -> Optional[str]:
+    """Seconds per step in each stage (the ``time/<stage>`` columns every run logs), the mean over
+    each algorithm's steps and seeds; None when no run logged them (runs older than the columns)."""
+    columns = [c for c in results.metrics.columns if c.startswith("time/")]
+    if not columns:
+        return None
+    means = results.metrics.groupby("series", sort=True, observed=True)[columns].mean()
+    return markdown_table([{"algorithm": series, **{c.removeprefix("time/"): f"{row[c]:.3f}" for c in columns},
+                            "total": f"{row.sum():.3f}"} for series, row in means.iterrows()])

@@ -1,0 +1,56 @@
+"""The trainer's own update path: its loss and gradients do not depend on how the batch is cut
+into micro-batches, for every aggregation mode (ops-level: tests/algorithms/test_ops.py), and
+each stage's wall time is a metric."""
+
+import pytest
+import torch
+
+import tasks
+from algorithms.base import LossAgg, RewardBatch, advantage_step
+from bench.compose import load_run_config
+from bench.training.trainer import STAGES, StageClock, Trainer, UpdateBatch
+from tasks.scoring import Scorer
+
+SMALL = ["trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=2", "eval.n=1",
+         "logger=none"]
+
+
+def loss_and_grads(tmp_path, overrides, micro_batch_size, rollouts=None):
+    config = load_run_config([*SMALL, *overrides, f"trainer.micro_batch_size={micro_batch_size}"])
+    with Scorer(tasks.build(config.task), workers=0) as scorer:
+        trainer = Trainer(config, tmp_path / f"micro{micro_batch_size}", scorer=scorer)
+        try:
+            collected = trainer.collect(0)
+            rollouts = rollouts or collected.rollouts
+            rewards_b = torch.tensor([v.reward for v in collected.verdicts])
+            reward_batch = RewardBatch(rewards_b=rewards_b, prompt_b=rollouts.prompt_b, lengths_b=rollouts.lengths_b,
+                                       max_length=config.rollout.max_new_tokens)
+            adv_b = advantage_step(trainer.algo, reward_batch, 5, trainer.state).adv_b.float()
+            stats = trainer.backward(UpdateBatch(rollouts, adv_b), torch.arange(len(rollouts)))
+            grads = [p.grad.clone() for p in trainer.model.parameters()]
+        finally:
+            trainer.close()
+    return sum(s.loss for s in stats), grads, rollouts, len(stats)
+
+
+@pytest.mark.parametrize("mode", [m.value for m in LossAgg])
+def test_micro_batches_of_one_give_the_whole_batch_loss_and_gradient(tmp_path, mode):
+    overrides = ["algorithm=grpo", f"algorithm.loss_agg={mode}"]
+    whole, whole_grads, rollouts, calls = loss_and_grads(tmp_path, overrides, micro_batch_size=20)
+    single, single_grads, _, single_calls = loss_and_grads(tmp_path, overrides, 1, rollouts)
+    assert (calls, single_calls) == (1, 20)
+    assert single == pytest.approx(whole, rel=1e-5, abs=1e-7)
+    assert any(g.abs().sum() > 0 for g in whole_grads)
+    for a, b in zip(whole_grads, single_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_stage_clock_laps():
+    clock = StageClock()
+    with clock("generate"):
+        sum(range(10_000))
+    with clock("generate"):
+        pass
+    lap = clock.lap()
+    assert set(lap) == {f"time/{s}" for s in STAGES} and lap["time/generate"] > 0 and lap["time/update"] == 0
+    assert clock.lap()["time/generate"] == 0.0
