@@ -19,7 +19,7 @@ from common import coerce_enums
 from tasks.base import TaskConfig
 
 __all__ = ["DType", "Device", "EngineName", "EvalConfig", "LoggerConfig", "LoggerKind", "ModelConfig",
-           "RolloutConfig", "RunConfig", "RunSettings", "Sampling", "TrainerConfig", "WandbMode", "plain"]
+           "RolloutConfig", "RunConfig", "RunSettings", "Sampling", "TinyModel", "TrainerConfig", "WandbMode", "plain"]
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -29,6 +29,13 @@ class DType(str, Enum):
     auto = "auto"  # bfloat16 on CUDA, float32 on the CPU
     float32 = "float32"
     bfloat16 = "bfloat16"
+
+
+class TinyModel(str, Enum):
+    """The project's tiny models, by the task they imitate (bench.models.tiny.TINY_MODELS)."""
+
+    arith = "arith"
+    sums = "sums"
 
 
 class Device(str, Enum):
@@ -43,6 +50,7 @@ class ModelConfig:
 
     name: str = "tiny"  # a label for results and reports; the weights come from ``path``
     path: Optional[str] = None  # a local directory or a hub name; None: the project's tiny model (bench.models.tiny)
+    tiny: TinyModel = TinyModel.arith  # which tiny model when path is None
     dtype: DType = DType.auto
     device: Device = Device.auto
     gradient_checkpointing: bool = False  # recompute decoder layers in the backward (long sequences)

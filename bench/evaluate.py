@@ -16,10 +16,14 @@ sets, so every run has pass@k curves over training. Both write, in the output di
 - ``eval.parquet``: one row per (benchmark, step, k): ``pass_at_k`` (the unbiased estimator,
   every k in ``eval.k``, default 1..n), ``n``, ``stderr`` and a bootstrap ``ci_low``/``ci_high``
   over problems, ``maj_at_k`` (majority vote of k samples; NaN where answers are not comparable,
-  as for code), ``decoding`` (``sampled``, or ``greedy`` with ``eval.greedy=true``: temperature
-  0, one response per problem, its accuracy in the k = 1 row), ``task_version``;
+  as for code), ``distinct_correct`` and ``answer_entropy`` (the mean over problems of the number
+  of different correct answers among the n samples and of the entropy of their answers, in nats:
+  the sequence-level diversity; NaN for code; the same in every k row), ``decoding``
+  (``sampled``, or ``greedy`` with ``eval.greedy=true``: temperature 0, one response per
+  problem, its accuracy in the k = 1 row), ``task_version``;
 - ``problems.parquet``: one row per (benchmark, step, problem): ``uid``, ``n``, ``c`` (correct
-  samples), from which any pass@k and paired comparisons between runs can be recomputed.
+  samples), ``distinct_correct``, ``answer_entropy``, from which any pass@k and paired
+  comparisons between runs can be recomputed.
 """
 
 from __future__ import annotations

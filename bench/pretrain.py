@@ -1,7 +1,9 @@
-"""``python -m bench.pretrain [--force] [--out DIR]``: the supervised warm start of the tiny model.
+"""``python -m bench.pretrain [--model arith|sums] [--force] [--out DIR]``: the supervised warm start
+of a tiny model.
 
-    python -m bench.pretrain            # (re)builds checkpoints/tiny-<fingerprint>/ if missing
-    python -m bench.pretrain --force    # rebuilds it anyway
+    python -m bench.pretrain                # (re)builds checkpoints/tiny-<fingerprint>/ if missing
+    python -m bench.pretrain --force        # rebuilds it anyway
+    python -m bench.pretrain --model sums   # the tiny model of the sums task (model=tiny_sums)
 
 Trains ``bench.models.tiny.build_model`` on arith demonstrations: each example is the task's prompt
 through the chat template, then the worked answer and ``<|end|>``; the loss is the mean
@@ -29,7 +31,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from bench.models.tiny import SHIPPED_DIR, TinyConfig, is_built
+from bench.models.tiny import SHIPPED_DIR, TINY_MODELS, is_built
 from bench.models.warmstart import PretrainError, build
 
 
@@ -37,8 +39,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pretrain", description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild even when the checkpoint is up to date")
     parser.add_argument("--out", type=Path, help=f"checkpoint directory (default: {SHIPPED_DIR}/tiny-<fingerprint>)")
+    parser.add_argument("--model", choices=sorted(TINY_MODELS), default="arith",
+                        help="which tiny model: the task it imitates (default: arith; model.tiny selects it in a run)")
     args = parser.parse_args(argv)
-    config = TinyConfig()
+    config = TINY_MODELS[args.model]
     out = args.out or SHIPPED_DIR / config.name
     if not args.force and is_built(out, config):
         print(f"bench.pretrain: {out} is up to date (fingerprint {config.fingerprint()}); --force rebuilds it")
@@ -50,7 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bench.pretrain: {err}", file=sys.stderr)
         return 1
     print(f"bench.pretrain: wrote {out}")
-    stale = sorted(p for p in out.parent.glob("tiny-*") if p != out)
+    current = {c.name for c in TINY_MODELS.values()}
+    stale = sorted(p for p in out.parent.glob("tiny-*") if p != out and p.name not in current)
     if stale:
         print(f"bench.pretrain: other builds in {out.parent} (older configs; `git rm -r` them if unused): "
               f"{', '.join(p.name for p in stale)}")

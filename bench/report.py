@@ -15,8 +15,17 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench.reporting.figures import entropy_figure, passk_figure, quantiles_figure, reward_figure
-from bench.reporting.results import CONFIDENCE, Results, conclusion, load_results, pass_table, runs_table, time_table
+from bench.reporting.figures import diversity_figure, entropy_figure, passk_figure, quantiles_figure, reward_figure
+from bench.reporting.results import (
+    CONFIDENCE,
+    Results,
+    conclusion,
+    diversity_table,
+    load_results,
+    pass_table,
+    runs_table,
+    time_table,
+)
 from common import write_atomically
 
 
@@ -24,7 +33,8 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
                  ks: Optional[Sequence[int]] = None) -> Path:
     """report.md and its figures in ``out``, each file written atomically."""
     figures = {"entropy.png": entropy_figure(results), "reward.png": reward_figure(results),
-               "passk.png": passk_figure(results), "quantiles.png": quantiles_figure(results)}
+               "passk.png": passk_figure(results), "diversity.png": diversity_figure(results),
+               "quantiles.png": quantiles_figure(results)}
     lines = [f"# Report: {len(results.runs)} runs", "", "## Conclusion", "", conclusion(results, baseline, target, ks),
              "", "## pass@k at the final evaluation", "",
              f"Mean ± half the {CONFIDENCE:.0%} t-interval over seeds (n/a with one seed); Δ: paired difference to "
@@ -32,10 +42,18 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
              pass_table(results, baseline, ks), "", "## Figures", ""]
     for name, fig in figures.items():
         if fig is None:
-            lines += [f"No run logged RiskPO's quantiles (algo/riskpo/*): no {name}.", ""]
+            why = ("logged RiskPO's quantiles (algo/riskpo/*)" if name == "quantiles.png" else
+                   "has answer-diversity columns (older runs, or code benchmarks only)")
+            lines += [f"No run {why}: no {name}.", ""]
             continue
         write_atomically(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))
         lines += [f"![{name[:-4]}]({name})", ""]
+    diversity = diversity_table(results)
+    if diversity is not None:
+        lines += ["## Answer diversity at the final evaluation", "",
+                  "Per problem over its n samples: how many different correct answers, and the entropy of the "
+                  "answers (nats); the sequence-level diversity the entropy-collapse claim is about. Mean ± half "
+                  f"the {CONFIDENCE:.0%} t-interval over seeds.", "", diversity, ""]
     timing = time_table(results)
     if timing is not None:
         lines += ["## Where the time went", "", "Seconds per training step in each stage (the runs' `time/*` "

@@ -20,6 +20,7 @@ from tasks.base import Problem, Task, TaskConfig, Verdict
 from tasks.humaneval import HumanEvalTask
 from tasks.math import MathTask
 from tasks.mathvista import MathVistaTask
+from tasks.sums import SumsTask
 
 TASKS: dict[str, type[Task]] = {
     "math": MathTask,
@@ -27,6 +28,7 @@ TASKS: dict[str, type[Task]] = {
     "humaneval": HumanEvalTask,
     "mathvista": MathVistaTask,
     "arith": ArithTask,
+    "sums": SumsTask,
 }
 
 

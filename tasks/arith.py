@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Optional
 
 from tasks.base import Problem, Task, TaskConfig, Verdict
 from tasks.math import judge
@@ -85,7 +86,7 @@ class ArithTask(Task):
     def score(self, problem: Problem, completion: str) -> Verdict:
         return judge(completion, problem.answer)
 
-    def reference(self, problem: Problem) -> str:
+    def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         return demonstration(problem)  # what the tiny model's warm start imitates
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Optional
@@ -62,7 +63,9 @@ class Task:
     version: ClassVar[str] = "0"  # bumped whenever loading, prompting or judging changes a result
     templates: ClassVar[Mapping[str, str]] = {}  # name -> text with a {question} placeholder
     benchmarks: ClassVar[tuple[str, ...]] = ()  # what ``load`` accepts besides ``train``
-    votes: ClassVar[bool] = True  # extracted answers can be compared by majority vote (maj@k)
+    votes: ClassVar[bool] = True  # one right answer, so extracted answers can be voted on (maj@k)
+    # extracted answers are normalised strings, so different ones can be counted (answer diversity)
+    comparable_answers: ClassVar[bool] = True
 
     def __init__(self, config: TaskConfig) -> None:
         if not isinstance(config, self.config_type):
@@ -100,11 +103,13 @@ class Task:
         """Judge one completion. Runs in the calling process's main thread (see tasks.scoring)."""
         raise NotImplementedError
 
-    def reference(self, problem: Problem) -> str:
+    def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         """A completion this task's prompt asks for that carries the gold answer: what a perfect
         policy writes, so ``score`` must judge it correct (tests/tasks/test_contract.py checks it on
         the real files). By default the gold in the \\boxed{} the math-style templates ask for;
-        suites whose prompts ask for something else override it."""
+        suites whose prompts ask for something else override it. With ``rng``, a task with many
+        right answers draws one of them at random (the tiny model's warm start imitates many such
+        draws); a task with one right answer ignores it."""
         return f"So the final answer is $\\boxed{{{problem.answer}}}$."
 
     def inline_problem(self, row: Mapping[str, Any]) -> Problem:

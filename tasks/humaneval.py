@@ -28,6 +28,7 @@ Deviations:
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -71,6 +72,7 @@ class HumanEvalTask(Task):
     templates = TEMPLATES
     benchmarks = ("humaneval",)
     votes = False  # programs are not compared by majority vote
+    comparable_answers = False  # nor counted as distinct answers: two programs can differ and agree
 
     @property
     def limits(self) -> Limits:
@@ -102,7 +104,7 @@ class HumanEvalTask(Task):
         result = run_python(parts, self.limits, hide=[str(self.data_dir)])
         return Verdict(float(result.finished), result.finished, code, reason(result))
 
-    def reference(self, problem: Problem) -> str:
+    def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         """The canonical solution as the template asks: the body after the prompt (complete), or
         the whole function in a ```python block (instruct)."""
         if self.config.template == "instruct":

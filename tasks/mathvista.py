@@ -44,6 +44,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import random
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -151,7 +152,7 @@ class MathVistaTask(Task):
     def score(self, problem: Problem, completion: str) -> Verdict:
         return judge(completion, problem)
 
-    def reference(self, problem: Problem) -> str:
+    def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         """The gold in the template's \\boxed{}; with choices, its option letter, as the hint asks."""
         choices = problem.metadata["choices"]
         gold = chr(ord("A") + [norm(c) for c in choices].index(norm(problem.answer))) if choices else problem.answer

@@ -69,11 +69,27 @@ def load_benchmarks(config: EvalConfig, given_tasks: list[Task]) -> list[Benchma
 
 
 def majority(task: Task, groups: list[list[Verdict]], k: int) -> float:
-    """maj@k over problems, voting on the extracted answers; NaN where answers are not comparable (code)."""
+    """maj@k over problems, voting on the extracted answers; NaN where there is no one right answer
+    to vote for (code, tasks with many right answers)."""
     if not task.votes:
         return float("nan")
-    keys = [[(v.extracted or "").strip() or None for v in g] for g in groups]
+    keys = [answer_keys(g) for g in groups]
     return float(np.mean([passk.majority_at_k(a, [v.correct for v in g], k) for a, g in zip(keys, groups)]))
+
+
+def answer_keys(group: list[Verdict]) -> list[Optional[str]]:
+    """The answers of one problem's samples as maj@k votes on them: extracted, stripped, None if empty."""
+    return [(v.extracted or "").strip() or None for v in group]
+
+
+def diversity(task: Task, groups: list[list[Verdict]]) -> tuple[list[float], list[float]]:
+    """Per problem: distinct correct answers and answer entropy (passk); NaN where answers are not
+    comparable (code)."""
+    if not task.comparable_answers:
+        return [float("nan")] * len(groups), [float("nan")] * len(groups)
+    keys = [answer_keys(g) for g in groups]
+    return ([float(passk.distinct_correct(k, [v.correct for v in g])) for k, g in zip(keys, groups)],
+            [passk.answer_entropy(k) for k in keys])
 
 
 class Evaluator:
@@ -96,10 +112,13 @@ class Evaluator:
             n = self.config.n
             groups = [verdicts[i * n : (i + 1) * n] for i in range(len(bench.problems))]
             c = np.array([sum(v.correct for v in g) for g in groups])
-            problem_rows += [{"benchmark": bench.name, "step": step, "uid": p.uid, "n": n, "c": int(ci)}
-                             for p, ci in zip(bench.problems, c)]
+            distinct, entropy = diversity(bench.task, groups)
+            problem_rows += [{"benchmark": bench.name, "step": step, "uid": p.uid, "n": n, "c": int(ci),
+                              "distinct_correct": d, "answer_entropy": h}
+                             for p, ci, d, h in zip(bench.problems, c, distinct, entropy)]
             summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
             rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
+                      "distinct_correct": float(np.mean(distinct)), "answer_entropy": float(np.mean(entropy)),
                       "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 

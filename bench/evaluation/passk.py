@@ -21,6 +21,12 @@ all equal the gold answer); incorrect samples vote by their (already normalised)
 sample without an answer does not vote. The plurality wins; a tie between the correct class and t
 other classes counts 1 / (t + 1), a uniform tie-break; a subset with no votes is incorrect.
 
+Answer diversity (the sequence-level diversity the entropy-collapse claim is about), per problem
+over its n samples: ``distinct_correct``, the number of different answers among the correct
+samples (a policy that collapsed onto one right answer scores 1 where several exist), and
+``answer_entropy``, the entropy in nats of the empirical distribution of the answers (a sample
+without an answer is one more class): 0 when every sample says the same, log n when all differ.
+
 Uncertainty is over problems: the standard error of the mean (sample std / sqrt(#problems)) and a
 percentile bootstrap interval of the mean, resampling problems with replacement (Efron and
 Tibshirani 1993, ch. 13). The same interval of the per-problem differences a - b compares two runs
@@ -185,3 +191,20 @@ def summarize(n, c, ks: Optional[Sequence[int]] = None, confidence: float = 0.95
         low, high = bootstrap_ci(values, confidence, resamples, seed)
         rows.append({"k": k, "pass_at_k": mean, "n": n_min, "stderr": stderr, "ci_low": low, "ci_high": high})
     return rows
+
+
+def distinct_correct(answers: Sequence[Optional[str]], correct: Sequence[bool]) -> int:
+    """How many different answers the correct samples of one problem give."""
+    if len(answers) != len(correct):
+        raise ValueError(f"{len(answers)} answers but {len(correct)} verdicts")
+    return len({a for a, ok in zip(answers, correct) if ok})
+
+
+def answer_entropy(answers: Sequence[Optional[str]]) -> float:
+    """Entropy (nats) of the empirical distribution of one problem's sampled answers; None is a class."""
+    if not answers:
+        raise ValueError("answer_entropy needs at least one answer")
+    counts = np.unique(np.array([a if a is not None else "\x00none" for a in answers], dtype=object),
+                       return_counts=True)[1]
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())

@@ -31,10 +31,10 @@ def resolve_path(cfg: ModelConfig) -> str:
     """The directory or hub name to load: ``cfg.path``, or the tiny model (built once, cached)."""
     if cfg.path is not None:
         return cfg.path
-    from bench.models.tiny import TinyConfig
+    from bench.models.tiny import TINY_MODELS
     from bench.models.warmstart import ensure_base  # imported here: building it pulls in the pretraining code
 
-    return str(ensure_base(TinyConfig()))
+    return str(ensure_base(TINY_MODELS[cfg.tiny.value]))
 
 
 def _hub_offline() -> bool:

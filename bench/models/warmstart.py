@@ -1,13 +1,14 @@
 """The supervised warm start of the tiny model (``python -m bench.pretrain`` runs it).
 
-Trains ``bench.models.tiny.build_model`` on arith demonstrations: each example is the task's
+Trains ``bench.models.tiny.build_model`` on the imitated task's worked solutions (arith, or
+``TinyConfig.task``; one drawn at random per problem where there are many): each example is the task's
 prompt through the chat template, then the worked answer and ``<|end|>``; the loss is the mean
 cross-entropy over response tokens only. AdamW, linear warmup then cosine decay, seeded, a fixed
 number of steps (``TinyConfig.steps``), so the weights do not depend on the machine's speed.
 
 Then it measures what RL will start from, through the rollout engine and the task's scorer (the
 trainer's own path): pass@1 at temperature 1 (no top-k, no top-p) on the first 200 problems of
-the arith eval split, 8 samples each; and the share of prompts whose 8 samples are mixed (some
+the imitated task's eval split, 8 samples each; and the share of prompts whose 8 samples are mixed (some
 right, some wrong), the ones a group-relative advantage can learn from. A pass@1 outside
 [0.15, 0.65] leaves RL little to do (or nothing to find) and fails the build.
 
@@ -43,16 +44,17 @@ from bench.models.tiny import (
     build_model,
     build_tokenizer,
     cache_root,
+    demonstrations,
+    imitated,
     is_built,
 )
 from common import write_atomically
-from tasks.arith import ArithTask, demonstration
-from tasks.base import Problem
+from tasks.base import Problem, Task
 from tasks.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
-EVAL_PROBLEMS = 200  # the first problems of the arith eval split
+EVAL_PROBLEMS = 200  # the first problems of the imitated task's eval split
 SAMPLES = 8  # per problem: the group size of the default RL run
 PROMPTS_PER_CALL = 32  # problems per generate call (x SAMPLES sequences)
 MAX_NEW_TOKENS = 48  # the two-operand demonstration is about 20 tokens
@@ -82,15 +84,15 @@ class Measurement:
 Example = tuple[list[int], list[int]]  # (prompt ids, response ids ending in eos)
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, task: ArithTask, problems: Sequence[Problem]) -> list[Example]:
+def encode(tokenizer: PreTrainedTokenizerBase, task: Task, problems: Sequence[Problem], seed: int = 0) -> list[Example]:
     """(prompt ids, response ids ending in eos) per problem; the special tokens separate the two."""
     prompts = [render(tokenizer, task, p) for p in problems]
     prompt_ids = tokenizer(prompts, add_special_tokens=False).input_ids
-    response_ids = tokenizer([demonstration(p) for p in problems], add_special_tokens=False).input_ids
+    response_ids = tokenizer(demonstrations(task, list(problems), seed), add_special_tokens=False).input_ids
     return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompt_ids, response_ids)]
 
 
-def render(tokenizer: PreTrainedTokenizerBase, task: ArithTask, problem: Problem) -> str:
+def render(tokenizer: PreTrainedTokenizerBase, task: Task, problem: Problem) -> str:
     return tokenizer.apply_chat_template(task.prompt(problem), add_generation_prompt=True, tokenize=False)
 
 
@@ -127,8 +129,8 @@ def batch_order(size: int, config: TinyConfig) -> torch.Tensor:
 def train(config: TinyConfig, tokenizer: PreTrainedTokenizerBase,
           progress: bool = True) -> tuple[PreTrainedModel, list[float]]:
     """The warm start: a fresh model trained for ``config.steps`` steps; (model, loss per step)."""
-    task = ArithTask(config.arith)
-    examples = encode(tokenizer, task, task.load(task.config.train))
+    task = imitated(config)
+    examples = encode(tokenizer, task, task.load(task.config.train), config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config)
     model.train()
@@ -151,7 +153,7 @@ def train(config: TinyConfig, tokenizer: PreTrainedTokenizerBase,
     return model, losses
 
 
-def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: ArithTask, problems: Sequence[Problem],
+def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, problems: Sequence[Problem],
             samples: int = SAMPLES, seed: int = 0, workers: Optional[int] = None) -> Measurement:
     """pass@1 at temperature 1 (no top-k, no top-p) and the diversity of each problem's
     ``samples`` completions, sampled by the rollout engine and judged by the task's scorer."""
@@ -192,8 +194,9 @@ def build(config: TinyConfig, out: Union[str, Path], *, check: bool = True, prog
     tokenizer = build_tokenizer(config)
     model, losses = train(config, tokenizer, progress=progress)
     train_seconds = time.perf_counter() - started
-    task = ArithTask(config.arith)
-    measured = measure(model, tokenizer, task, task.load("arith")[:eval_problems], samples, config.seed, workers)
+    task = imitated(config)
+    split = task.config.eval[0]
+    measured = measure(model, tokenizer, task, task.load(split)[:eval_problems], samples, config.seed, workers)
     meta = {
         "name": config.name,
         "fingerprint": config.fingerprint(),
@@ -204,7 +207,7 @@ def build(config: TinyConfig, out: Union[str, Path], *, check: bool = True, prog
         "train_seconds": round(train_seconds, 1),
         "initial_loss": round(losses[0], 4),
         "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),  # mean of the last 50 steps
-        "eval": {"split": "arith", "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": MAX_NEW_TOKENS,
+        "eval": {"split": split, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": MAX_NEW_TOKENS,
                  **{k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(measured).items()}},
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

@@ -87,6 +87,25 @@ def reward_figure(results: Results) -> Figure:
     return fig
 
 
+def diversity_figure(results: Results) -> Optional[Figure]:
+    """Distinct correct answers per problem and answer entropy at every evaluation, per benchmark;
+    None when no run has them (older runs, or only code benchmarks)."""
+    evals = results.evals
+    if "distinct_correct" not in evals or evals["distinct_correct"].isna().all():
+        return None
+    evals = evals[evals["k"] == 1].dropna(subset=["distinct_correct"])
+    benchmarks = sorted(set(evals["benchmark"]))
+    fig, axes = panels(2 * len(benchmarks), "Answer diversity per problem over its n samples (mean over seeds)")
+    for i, benchmark in enumerate(benchmarks):
+        rows = evals[evals["benchmark"] == benchmark]
+        for ax, column, label in zip(axes[2 * i : 2 * i + 2], ("distinct_correct", "answer_entropy"),
+                                     ("distinct correct answers", "answer entropy (nats)")):
+            mean_band(ax, rows, column)
+            ax.set(title=benchmark, xlabel="step", ylabel=label)
+    axes[0].legend()
+    return fig
+
+
 def passk_figure(results: Results) -> Figure:
     evals = final_rows(results.evals)
     benchmarks = sorted(set(evals["benchmark"])) or ["(no evaluations yet)"]

@@ -305,3 +305,20 @@ def time_table(results: Results) -> Optional[str]:
     means = results.metrics.groupby("series", sort=True, observed=True)[columns].mean()
     return markdown_table([{"algorithm": series, **{c.removeprefix("time/"): f"{row[c]:.3f}" for c in columns},
                             "total": f"{row.sum():.3f}"} for series, row in means.iterrows()])
+
+
+def diversity_table(results: Results) -> Optional[str]:
+    """Algorithm x benchmark at the final evaluation: distinct correct answers per problem and the
+    answer entropy (nats), mean ± half CI over seeds; None when no run has the columns (older runs,
+    or only code benchmarks)."""
+    columns = {"distinct_correct": "distinct correct answers", "answer_entropy": "answer entropy"}
+    if not set(columns) <= set(results.evals.columns) or results.evals["distinct_correct"].isna().all():
+        return None
+    rows = []
+    for label, scope in results.scopes():
+        final = final_rows(scope.evals)
+        for (algorithm, benchmark), group in final[final["k"] == 1].groupby(["algorithm", "benchmark"]):
+            row = ({"scope": label} if label else {}) | {"algorithm": algorithm, "benchmark": benchmark}
+            rows.append(row | {name: mean_cell(group.groupby("seed")[column].mean().dropna())
+                               for column, name in columns.items()})
+    return markdown_table(rows)

@@ -92,6 +92,8 @@ class MicroStats:
     loss: float  # its share of the mini-batch loss (they sum to the mini-batch's)
     token_sums: dict[str, float] = field(default_factory=dict)  # token-weighted sums, divided by all tokens later
     logprob_diff_max: Optional[float] = None  # the largest |engine - policy| log-prob gap (engines that report them)
+    rows: Optional[torch.Tensor] = None  # [b] the micro-batch's rows, with seq_logp_b
+    seq_logp_b: Optional[torch.Tensor] = None  # [b] float64, each response's log-prob under the sampling policy
 
 
 @dataclass
@@ -271,7 +273,7 @@ class Trainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     grad_norms.append(grad.item())
-        return self.reduce(stats, grad_norms, tokens=max(r.response_mask.sum().item(), 1))
+        return self.reduce(stats, grad_norms, tokens=max(r.response_mask.sum().item(), 1), adv_b=batch.adv_b)
 
     def backward(self, batch: UpdateBatch, rows: torch.Tensor, with_stats: bool = True) -> list[MicroStats]:
         """The loss of ``rows`` (one mini-batch) backpropagated micro-batch by micro-batch, its
@@ -311,10 +313,16 @@ class Trainer:
             diff_max = diff_bt.max().item()
             if weight_bt is not None:
                 sums["train/tis_clip_frac"] = ((weight_bt >= t.tis_cap).float() * mask).sum().item()  # held at the cap
-        return MicroStats(loss=loss.item(), token_sums=sums, logprob_diff_max=diff_max)
+        seq_logp_b = (logp_bt.detach() * mask).sum(-1).double().cpu()
+        return MicroStats(loss=loss.item(), token_sums=sums, logprob_diff_max=diff_max, rows=rows.cpu(),
+                          seq_logp_b=seq_logp_b)
 
-    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: float) -> dict[str, float]:
-        """Token means of the statistics, the mean loss and gradient norm per optimizer step."""
+    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: float,
+               adv_b: torch.Tensor) -> dict[str, float]:
+        """Token means of the statistics, the mean loss and gradient norm per optimizer step, and
+        Cov(log pi(y), A) over the batch: the covariance of each response's sequence log-prob with
+        its advantage, the quantity that drives the one-step change of entropy (about -lr times it for
+        a softmax policy: Cui et al. 2025, arXiv 2505.22617, the mechanism the RiskPO paper invokes)."""
         sums: dict[str, float] = {}
         for s in stats:
             for name, value in s.token_sums.items():
@@ -325,6 +333,10 @@ class Trainer:
             out["rollout/logprob_diff_max"] = max(max(diffs), 0.0)
         out["train/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["train/loss"] = sum(s.loss for s in stats) / len(grad_norms)
+        measured = [s for s in stats if s.seq_logp_b is not None]  # the first epoch: every row once
+        seq_b = torch.cat([s.seq_logp_b for s in measured])
+        a_b = adv_b.detach().double().cpu()[torch.cat([s.rows for s in measured])]
+        out["train/cov_logp_adv"] = ((seq_b - seq_b.mean()) * (a_b - a_b.mean())).mean().item()
         return out
 
     def logprobs(self, model: Any, r: Rollouts) -> torch.Tensor:

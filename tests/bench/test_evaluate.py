@@ -15,7 +15,7 @@ from bench.config import EvalConfig, ModelConfig, Sampling
 from bench.engines.hf import HFEngine
 from bench.evaluate import resolve_checkpoint, route_model_argument, table
 from bench.evaluation import passk
-from bench.evaluation.evaluator import Evaluator, load_benchmarks, majority, owner_of
+from bench.evaluation.evaluator import Evaluator, diversity, load_benchmarks, majority, owner_of
 from bench.models.policy import load_policy
 from tasks.arith import ArithConfig, ArithTask
 from tasks.base import Verdict
@@ -73,6 +73,19 @@ def test_majority_votes_on_answers_and_is_undefined_for_programs():
     assert math.isnan(majority(HumanEvalTask(HumanEvalConfig()), groups, 1))
 
 
+def test_answer_diversity_by_hand():
+    v = lambda answer, ok: Verdict(float(ok), ok, answer, "correct" if ok else "wrong")  # noqa: E731
+    # two different right answers and a wrong one; one right answer said twice and no answer
+    groups = [[v("58+79", True), v("60+77", True), v("1+2", False), v("58+79", True)],
+              [v(" 7 ", True), v("7", True), v(None, False), v("", False)]]
+    distinct, entropy = diversity(ArithTask(ArithConfig()), groups)
+    assert distinct == [2.0, 1.0]
+    # p = (2, 1, 1) / 4 and (2, 2) / 4: no answer and an empty one are one class
+    assert entropy == pytest.approx([-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)), math.log(2)])
+    assert passk.answer_entropy(["a"] * 5) == 0.0 and passk.answer_entropy(list("abcd")) == pytest.approx(math.log(4))
+    assert all(math.isnan(x) for x in diversity(HumanEvalTask(HumanEvalConfig()), groups)[0])
+
+
 @pytest.fixture(scope="module")
 def policy():
     return load_policy(ModelConfig())
@@ -99,6 +112,9 @@ def test_evaluation_rows_agree_with_the_per_problem_counts(policy):
         assert row["ci_low"] <= row["pass_at_k"] <= row["ci_high"]
     assert rows["pass_at_k"].is_monotonic_increasing
     assert out.pass_at(1) == {"arith": pytest.approx(problems["c"].sum() / 48)}
+    assert (problems["distinct_correct"] <= problems["c"]).all() and (problems["answer_entropy"] >= 0).all()
+    for column in ("distinct_correct", "answer_entropy"):  # the same value in every k row
+        assert rows[column].tolist() == pytest.approx([problems[column].mean()] * len(rows))
 
 
 def test_evaluation_is_seeded_and_independent_of_the_call_size(policy):

@@ -80,16 +80,19 @@ def test_report_command_end_to_end(results_dir, tmp_path):
         assert f"| {algorithm} | arith |" in text  # the pass@k table
         assert f"| {EXPERIMENT} | {algorithm} | 0 | 2/2 |" in text  # the runs table
     assert "riskpo ended with entropy" in text and "vs grpo" in text and "pass@4 on arith" in text
+    diversity = text.split("## Answer diversity at the final evaluation")[1].split("## Where the time went")[0]
+    assert "| algorithm | benchmark | distinct correct answers | answer entropy |" in diversity
+    assert all(f"| {a} | arith |" in diversity for a in ALGORITHMS)
     timing = text.split("## Where the time went")[1].split("## Runs")[0]
     assert "| algorithm | generate | score |" in timing and all(f"| {a} |" in timing for a in ALGORITHMS)
-    for name in ("entropy", "reward", "passk", "quantiles"):
+    for name in ("entropy", "reward", "passk", "diversity", "quantiles"):
         assert f"![{name}]({name}.png)" in text
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = imread(png).shape
         assert height > 200 and width > 400
     written = sorted(p.name for p in out.iterdir())  # no temporary files left behind
-    assert written == ["entropy.png", "passk.png", "quantiles.png", "report.md", "reward.png"]
+    assert written == ["diversity.png", "entropy.png", "passk.png", "quantiles.png", "report.md", "reward.png"]
     assert "riskpo ended with entropy" in done.stdout
 
 

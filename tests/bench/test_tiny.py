@@ -9,7 +9,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bench import pretrain as pretrain_cli
 from bench.models import warmstart
-from bench.models.tiny import CACHE_ENV, SHIPPED_DIR, TinyConfig, build_model, build_tokenizer, read_meta
+from bench.models.tiny import (
+    CACHE_ENV,
+    SHIPPED_DIR,
+    TINY_MODELS,
+    TinyConfig,
+    build_model,
+    build_tokenizer,
+    demonstrations,
+    imitated,
+    read_meta,
+)
 from bench.models.warmstart import ensure_base
 from tasks.arith import ArithConfig, ArithTask, demonstration
 
@@ -179,3 +189,31 @@ def test_a_few_warm_start_steps_lower_the_loss_and_write_a_loadable_cached_check
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "Compute 1+2."}], add_generation_prompt=True,
                                         return_tensors="pt", return_dict=False)
     assert torch.isfinite(model(ids).logits).all()
+
+
+def test_each_tiny_model_imitates_its_task_and_the_arith_name_is_unchanged():
+    arith, sums = TINY_MODELS["arith"], TINY_MODELS["sums"]
+    assert arith == TinyConfig() and imitated(arith).config.name == "arith"
+    assert imitated(sums).config.name == "sums" and sums.name != arith.name
+    # the field added for other tasks leaves arith's fingerprint (the shipped checkpoint's name) alone
+    assert arith.name in {p.name for p in SHIPPED_DIR.glob("tiny-*")}
+    assert dataclasses.replace(sums, task=dataclasses.replace(sums.task, min_answers=9)).name != sums.name
+
+
+def test_sums_demonstrations_draw_different_right_answers():
+    task = imitated(TINY_MODELS["sums"])
+    problem = task.load("sums")[0]
+    texts = demonstrations(task, [problem] * 40, seed=0)
+    assert texts == demonstrations(task, [problem] * 40, seed=0)  # seeded
+    verdicts = [task.score(problem, t) for t in texts]
+    assert all(v.correct for v in verdicts) and len({v.extracted for v in verdicts}) >= 5
+    arith = ArithTask(ArithConfig())
+    p = arith.load("arith")[0]
+    assert demonstrations(arith, [p, p], seed=3) == [demonstration(p)] * 2  # one right answer: always it
+
+
+def test_model_tiny_selects_the_tiny_model():
+    from bench.compose import load_run_config
+
+    assert load_run_config(["model=tiny_sums", "task=sums"]).model.tiny.value == "sums"
+    assert load_run_config([]).model.tiny.value == "arith"

@@ -45,6 +45,28 @@ def test_micro_batches_of_one_give_the_whole_batch_loss_and_gradient(tmp_path, m
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_the_covariance_of_log_prob_and_advantage(tmp_path):
+    """train/cov_logp_adv from the micro-steps' statistics equals the covariance computed from one
+    whole-batch forward pass; and it is not zero on a real batch."""
+    config = load_run_config([*SMALL, "algorithm=grpo", "trainer.micro_batch_size=3"])
+    with Scorer(tasks.build(config.task), workers=0) as scorer:
+        trainer = Trainer(config, tmp_path, scorer=scorer)
+        try:
+            collected = trainer.collect(0)
+            r = collected.rollouts
+            rewards_b = torch.tensor([v.reward for v in collected.verdicts])
+            adv_b = advantage_step(trainer.algo, RewardBatch(rewards_b=rewards_b, prompt_b=r.prompt_b), 5,
+                                   trainer.state).adv_b.float()
+            stats = trainer.backward(UpdateBatch(r, adv_b), torch.randperm(len(r)))  # any row order
+            cov = trainer.reduce(stats, [1.0], tokens=1.0, adv_b=adv_b)["train/cov_logp_adv"]
+            seq_b = (trainer.logprobs(trainer.model, r) * r.response_mask).sum(-1).double()
+        finally:
+            trainer.close()
+    a_b = adv_b.double()
+    expected = ((seq_b - seq_b.mean()) * (a_b - a_b.mean())).mean().item()
+    assert cov == pytest.approx(expected, rel=1e-4, abs=1e-6) and abs(expected) > 1e-4
+
+
 def test_the_stage_clock_laps():
     clock = StageClock()
     with clock("generate"):
