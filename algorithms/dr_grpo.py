@@ -11,8 +11,9 @@ Equations implemented: GRPO with its two biases removed:
 
 Deviations:
 - The constant is ``LossNorm.norm_length``, which the trainer sets to the generation cap
-  (max_new_tokens), as TRL's ``dr_grpo`` loss does; verl's ``seq-mean-token-sum-norm`` divides
-  the token sum by the padded length only, without the number of responses.
+  (max_new_tokens), as TRL's ``dr_grpo`` loss does. verl's ``seq-mean-token-sum-norm`` (checked
+  at 0.8.0.dev, commit b178a3c, ``core_algos.agg_loss``) divides the token sum by
+  ``loss_scale_factor`` (default: the padded length) only, without the number of responses.
 """
 
 from __future__ import annotations
