@@ -57,21 +57,22 @@ class ConfigError(ValueError):
 def compose(config_name: str = "config", overrides: Sequence[str] = (), **hydra: Any) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style overrides and validate it."""
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides), **hydra)
+        cfg = _composed(config_name, overrides, **hydra)
         validate(cfg)
     except CONFIG_ERRORS as err:
         raise ConfigError(one_line(err)) from err
     return cfg
 
 
+def _composed(config_name: str, overrides: Sequence[str], **hydra: Any) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides), **hydra)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Build every typed node present, so its dataclass checks run now (and the root's, for a run);
-    the algorithm and the task are built too (a task checks its template and splits)."""
+    """Build every typed node present, so its dataclass checks run now (for a run: ``run_config``)."""
     if "algorithm" in cfg and "task" in cfg and all(group in cfg for group in GROUPS):
-        config = run_config(cfg)
-        algorithms.build(config.algorithm)
-        tasks.build(config.task)
+        run_config(cfg)
         return
     if "algorithm" in cfg:
         algorithms.build(OmegaConf.to_object(cfg.algorithm))
@@ -83,17 +84,21 @@ def validate(cfg: DictConfig) -> None:
 
 
 def run_config(cfg: DictConfig, labels: Optional[dict[str, str]] = None) -> RunConfig:
-    """The typed root of a composed run config (``labels``: Hydra's group choices, for reports)."""
+    """The typed root of a composed run config (``labels``: Hydra's group choices, for reports),
+    checked whole: every dataclass, the root's cross-group rules, and the algorithm and task
+    built once (a task checks its template and splits)."""
     groups = {group: OmegaConf.to_object(cfg[group]) for group in ("algorithm", "task", *GROUPS)}
     root = {f.name: cfg[f.name] for f in fields(RunSettings)}
-    return RunConfig(**root, **groups, labels=dict(labels or {}))
+    config = RunConfig(**root, **groups, labels=dict(labels or {}))
+    algorithms.build(config.algorithm)
+    tasks.build(config.task)
+    return config
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """``run_config(compose("config", overrides))``: a run's config as the command line would build it."""
-    cfg = compose("config", overrides)
+    """A run's config as the command line builds it: ``conf/config.yaml`` with ``overrides``."""
     try:
-        return run_config(cfg)
+        return run_config(_composed("config", overrides))
     except CONFIG_ERRORS as err:
         raise ConfigError(one_line(err)) from err
 

@@ -17,7 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, run_config, validate
+from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, run_config
 from bench.config import RunConfig
 
 
@@ -54,7 +54,6 @@ def train(config: RunConfig, run_dir: Path, **seams: Any) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     choices = HydraConfig.get().runtime.choices
     try:
-        validate(cfg)  # the algorithm and the task check themselves too (a template, a split)
         config = run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
     except CONFIG_ERRORS as err:
         print(f"bench.run: {one_line(err)}", file=sys.stderr)
