@@ -36,7 +36,8 @@ Deviations:
   returned by the previous step, and this step's papers update it for the next. The reference
   code updates its tracker after the advantage and keeps it in the step's batch metadata, which
   is rebuilt every step, so its tracked values never reach an advantage: its published results
-  use per-bundle batch quantiles (``quantile_source=batch``, see conf/algorithm/riskpo_reference.yaml).
+  use per-bundle batch quantiles (``quantile_source=batch``, see conf/algorithm/riskpo_reference.yaml
+  for its MATH/GSM8K script and riskpo_reference_hard.yaml for its DAPO-Math script).
 - The tracker follows two levels (alpha, beta), not the code's 19; the pair is kept ordered
   (a <= b) after each update, since the two SA updates could cross on ties.
 - The tracker lives in units of a full bundle's score. A smaller last bundle uses it scaled by
@@ -51,7 +52,16 @@ Deviations:
 - Policy loss defaults follow the released code (token-level ratio, clip 0.2, ``token_mean``),
   because the paper does not give the clip range of its sequence-level ratio and its numbers
   come from that code; ``algorithm.ratio=sequence algorithm.loss_agg=seq_mean_token_mean`` gives
-  the paper's surrogate. The code's dual-clip 3 is in riskpo_reference.yaml.
+  the paper's surrogate. The code's dual-clip 3 is in the riskpo_reference presets.
+
+What the paper reports (easy math, Qwen2.5-1.5B-Instruct; third-party notes on the ICLR version):
+- Fig. 5: nearly identical mean-reward curves for GRPO and RiskPO; RiskPO ahead on the lower-tail
+  (RVaR/MVaR) curves and keeping entropy higher;
+- entropy: risk-averse MVaR keeps it near 0.2, while the risk-seeking variant (``risk_seeking``)
+  drops it sharply and plateaus after about 50 steps;
+- ablations (average over the easy-math benchmarks): (alpha, beta) = (0.1, 0.8) 66.90,
+  (0.2, 0.9) 66.95, B = 1 65.80, B = 10 66.65, the full method (0.2, 0.8, B = 5) 68.25. The
+  released MATH/GSM8K script nevertheless sets beta 0.9 (riskpo_reference.yaml).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
@@ -27,6 +27,9 @@ CONF_DIR = PROJECT_ROOT / "conf"
 GROUPS = {"model": ModelConfig, "rollout": RolloutConfig, "trainer": TrainerConfig, "logger": LoggerConfig,
           "eval": EvalConfig}
 CONFIG_ERRORS = (HydraException, OmegaConfBaseException, ValueError, KeyError, TypeError)
+# Algorithm presets that reproduce one released script, by the paper experiment each belongs to:
+# under the other paper experiment they would silently train with the other script's settings.
+SCRIPT_PRESETS = {"riskpo_reference": "paper_math", "riskpo_reference_hard": "paper_hard_math"}
 
 
 def register_schemas() -> None:
@@ -57,8 +60,13 @@ class ConfigError(ValueError):
 def compose(config_name: str = "config", overrides: Sequence[str] = (), **hydra: Any) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style overrides and validate it."""
     try:
-        cfg = _composed(config_name, overrides, **hydra)
-        validate(cfg)
+        # Hydra's node holds the group choices (riskpo_reference, not riskpo): the run's labels
+        cfg = _composed(config_name, overrides, **{**hydra, "return_hydra_config": True})
+        choices = {group: str(choice) for group, choice in cfg.hydra.runtime.choices.items()}
+        if not hydra.get("return_hydra_config"):
+            with read_write(cfg), open_dict(cfg):
+                del cfg["hydra"]
+        validate(cfg, choices)
     except CONFIG_ERRORS as err:
         raise ConfigError(one_line(err)) from err
     return cfg
@@ -69,10 +77,11 @@ def _composed(config_name: str, overrides: Sequence[str], **hydra: Any) -> DictC
         return hydra_compose(config_name=config_name, overrides=list(overrides), **hydra)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Build every typed node present, so its dataclass checks run now (for a run: ``run_config``)."""
+def validate(cfg: DictConfig, choices: Optional[dict[str, str]] = None) -> None:
+    """Build every typed node present, so its dataclass checks run now (for a run: ``run_config``,
+    with Hydra's group ``choices`` as its labels)."""
     if "algorithm" in cfg and "task" in cfg and all(group in cfg for group in GROUPS):
-        run_config(cfg)
+        run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in (choices or {})})
         return
     if "algorithm" in cfg:
         algorithms.build(OmegaConf.to_object(cfg.algorithm))
@@ -92,13 +101,24 @@ def run_config(cfg: DictConfig, labels: Optional[dict[str, str]] = None) -> RunC
     config = RunConfig(**root, **groups, labels=dict(labels or {}))
     algorithms.build(config.algorithm)
     tasks.build(config.task)
+    check_script_preset(config.experiment_name, config.label("algorithm"))
     return config
 
 
-def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """A run's config as the command line builds it: ``conf/config.yaml`` with ``overrides``."""
+def check_script_preset(experiment: str, algorithm: str) -> None:
+    """Refuse one released script's algorithm preset under the other script's experiment."""
+    home = SCRIPT_PRESETS.get(algorithm)
+    if home is not None and experiment in SCRIPT_PRESETS.values() and experiment != home:
+        own = next(preset for preset, script in SCRIPT_PRESETS.items() if script == experiment)
+        raise ValueError(f"algorithm={algorithm} reproduces the released script of experiment={home}; "
+                         f"with experiment={experiment} use algorithm={own}")
+
+
+def load_run_config(overrides: Sequence[str] = (), labels: Optional[dict[str, str]] = None) -> RunConfig:
+    """A run's config as the command line builds it: ``conf/config.yaml`` with ``overrides``
+    (``labels``: what reports call its groups, e.g. {"algorithm": "riskpo_batch"})."""
     try:
-        return run_config(_composed("config", overrides))
+        return run_config(_composed("config", overrides), labels)
     except CONFIG_ERRORS as err:
         raise ConfigError(one_line(err)) from err
 

@@ -194,6 +194,9 @@ class EvalConfig:
     # greedy decoding (temperature 0) with one response per problem, as the RiskPO reference code
     # validates: reported as ``greedy`` accuracy (k = 1, n = 1; eval.n is not used)
     greedy: bool = False
+    # KL of the sampling policy from the initial one on the evaluation samples (a frozen copy of the
+    # initial weights is kept for it): compare algorithms at equal distance moved
+    kl_from_initial: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))

@@ -30,13 +30,14 @@ from common import write_atomically
 
 
 def write_report(results: Results, out: Path, baseline: str = "grpo", target: str = "riskpo",
-                 ks: Optional[Sequence[int]] = None) -> Path:
-    """report.md and its figures in ``out``, each file written atomically."""
+                 ks: Optional[Sequence[int]] = None, preface: Sequence[str] = ()) -> Path:
+    """report.md and its figures in ``out``, each file written atomically; ``preface``: markdown
+    lines placed after the conclusion (bench.protocol's account of its lr choice)."""
     figures = {"entropy.png": entropy_figure(results), "reward.png": reward_figure(results),
                "passk.png": passk_figure(results), "diversity.png": diversity_figure(results),
                "quantiles.png": quantiles_figure(results)}
     lines = [f"# Report: {len(results.runs)} runs", "", "## Conclusion", "", conclusion(results, baseline, target, ks),
-             "", "## pass@k at the final evaluation", "",
+             "", *preface, "## pass@k at the final evaluation", "",
              f"Mean ± half the {CONFIDENCE:.0%} t-interval over seeds (n/a with one seed); Δ: paired difference to "
              f"{baseline} with its {CONFIDENCE:.0%} interval (bootstrap over problems).", "",
              pass_table(results, baseline, ks), "", "## Figures", ""]

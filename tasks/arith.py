@@ -7,9 +7,11 @@ have a base accuracy that RL can move, so entropy collapse can be watched within
   by operators drawn from ``operators`` ("+-*"), evaluated left to right; parentheses are
   written where precedence would otherwise change that order ("(12+7)*3-5"). Answers are exact
   integers.
-- Splits are disjoint by construction: a problem belongs to the eval split when a hash of its
-  text falls in the first ``eval_fraction`` of the hash range, to train otherwise, whatever
-  the seed or sizes.
+- Splits are disjoint by construction: a problem belongs to the held-out region when a hash of
+  its text falls in the first ``eval_fraction`` of the hash range, to train otherwise, whatever
+  the seed or sizes. The eval split "arith" and the validation split "arith_val" (``eval_size``
+  problems each; learning rates are chosen on it, bench/protocol.py) are drawn from the held-out
+  region, the validation split skipping every eval problem.
 - ``demonstration(problem)`` is a worked solution, one step per operator, ending in
   \\boxed{answer}: the supervised warm start of the tiny model imitates it.
 - Judged by the math suite's verifier (``tasks.math.judge``), like every math answer.
@@ -61,25 +63,27 @@ class ArithTask(Task):
     config_type = ArithConfig
     version = "1"
     templates = TEMPLATES
-    benchmarks = ("arith",)
+    benchmarks = ("arith", "arith_val")
     config: ArithConfig
 
     def load(self, split: str) -> list[Problem]:
         c = self.config
-        if split not in ("train", "arith"):
-            raise ValueError(f"arith: unknown split {split!r}; valid: train, arith")
-        want_eval = split == "arith"
-        size = c.eval_size if want_eval else c.train_size
+        if split not in ("train", *self.benchmarks):
+            raise ValueError(f"arith: unknown split {split!r}; valid: train, {', '.join(self.benchmarks)}")
+        held_out = split != "train"
+        size = c.eval_size if held_out else c.train_size
         space = (10**c.digits) ** c.operands * len(c.operators) ** (c.operands - 1)
-        if size > space * (c.eval_fraction if want_eval else 1 - c.eval_fraction) / 2:
+        if size * (2 if split == "arith_val" else 1) > space * (c.eval_fraction if held_out else 1 - c.eval_fraction) / 2:
             raise ValueError(f"arith: {size} {split} problems is too many for digits={c.digits}, "
                              f"operands={c.operands}; lower the size or raise the difficulty")
+        taken = {p.question for p in self.load("arith")} if split == "arith_val" else set()
         rng = random.Random(f"{c.seed}-{split}")
         seen: dict[str, Problem] = {}
         while len(seen) < size:
             text, steps = generate(rng, c.digits, c.operands, c.operators)
-            if text not in seen and in_eval_split(text, c.eval_fraction) == want_eval:
-                seen[text] = Problem(uid=f"arith-{text}", benchmark=split, question=f"Compute {text}.",
+            question = f"Compute {text}."
+            if text not in seen and question not in taken and in_eval_split(text, c.eval_fraction) == held_out:
+                seen[text] = Problem(uid=f"arith-{text}", benchmark=split, question=question,
                                      answer=str(steps[-1][2]), metadata={"steps": steps})
         return list(seen.values())
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from common import DEFAULT_DATA_DIR, coerce_enums
+from tasks.extract import last_boxed_span
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,13 @@ class Task:
         right answers draws one of them at random (the tiny model's warm start imitates many such
         draws); a task with one right answer ignores it."""
         return f"So the final answer is $\\boxed{{{problem.answer}}}$."
+
+    def answer_span(self, completion: str) -> Optional[tuple[int, int]]:
+        """Where the answer sits in ``completion`` (``completion[start:end]``), or None: by default
+        the last \\boxed{}'s content, as the math-style verifiers read it. The trainer splits token
+        entropy by it into answer tokens and the rest (``train/entropy_answer``, ``train/entropy_other``);
+        a suite whose answer is no span (code) returns None."""
+        return last_boxed_span(completion)
 
     def inline_problem(self, row: Mapping[str, Any]) -> Problem:
         """A problem from a gold answer given inline (bench.score rows without an id)."""

@@ -24,6 +24,7 @@ import re
 from typing import Optional
 
 BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+TOKEN = re.compile(r"[^\s$]+")  # the answer of \boxed 5: one token, up to a space or $
 NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)")  # -1,234.5; not the - of 5-3
 
 
@@ -32,18 +33,26 @@ def last_boxed(text: str) -> Optional[str]:
 
     None when there is no box or the last one never closes; "" for an empty box.
     """
+    span = last_boxed_span(text)
+    return None if span is None else text[span[0] : span[1]].strip()
+
+
+def last_boxed_span(text: str) -> Optional[tuple[int, int]]:
+    """Where ``last_boxed`` reads its answer: ``text[start:end]`` is the box's content (spaces
+    around it included), or None. The trainer splits token entropy into answer tokens and the rest by it."""
     starts = list(BOX.finditer(text))
     if not starts:
         return None
-    rest = text[starts[-1].end():].lstrip()
-    if rest[:1] != "{":
-        match = re.match(r"[^\s$]+", rest)  # \boxed 5: one token, up to a space or $
-        return match.group(0) if match else None
+    after = starts[-1].end()
+    open_at = len(text) - len(text[after:].lstrip())  # the brace (or token) after the command and spaces
+    if text[open_at : open_at + 1] != "{":
+        match = TOKEN.match(text, open_at)
+        return match.span() if match else None
     depth = 0
-    for index, char in enumerate(rest):
-        depth += {"{": 1, "}": -1}.get(char, 0)
+    for index in range(open_at, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
         if depth == 0:
-            return rest[1:index].strip()
+            return open_at + 1, index
     return None
 
 

@@ -1,8 +1,14 @@
 """Math word problems with a final answer in \\boxed{}: MATH500, MATH, GSM8K, Minerva, OlympiadBench.
 
 Sources:
-- Data: ../shared/data (see its README). The training pool is MATH-4500 (MATH test minus the
-  MATH500 problems, matched by problem text, as PRM800K trains) plus GSM8K train.
+- Data: ../shared/data (see its README). The training pool ``train`` is MATH-4500 (MATH test
+  minus the MATH500 problems, matched by problem text, as PRM800K trains) plus GSM8K train.
+  ``math_train`` is the released RiskPO code's pool (github RTkenny/RiskPO at 65ec40c,
+  data_processing/download_easymath.py): the MATH train split (7,500 problems, none in MATH
+  test) plus GSM8K train. The MATH train split is not in ../shared/data: it is read from
+  ``math/train.jsonl`` under task.data_dir when there (rows with ``problem`` and ``solution``),
+  else from the hub (``DigitalLearningGmbH/MATH-lighteval``, the reference's source), failing at
+  once with a message naming both when offline and not cached.
 - Golds: MATH, MATH500 and Minerva: the last \\boxed{} of the solution (MATH500's ``answer``
   field is that same text); GSM8K: the number after ``####``, thousands commas removed;
   OlympiadBench: ``final_answer`` with its ``$`` removed (items joined by ", ").
@@ -52,7 +58,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
 
-from tasks.base import Problem, Task, TaskConfig, Verdict, read_jsonl
+from tasks.base import Problem, Task, TaskConfig, Verdict, load_hf_rows, read_jsonl
 from tasks.extract import last_boxed, last_number
 
 TEMPLATES = {
@@ -68,6 +74,8 @@ FILES = {
     "olympiadbench": "olympiadbench/test.jsonl",
 }
 GSM8K_TRAIN = "gsm8k/train.jsonl"
+MATH_TRAIN = "math/train.jsonl"  # the MATH train split, when a data_dir has it
+MATH_TRAIN_HUB = "DigitalLearningGmbH/MATH-lighteval"  # otherwise from the hub, as the reference loads it
 
 TRAILING = re.compile(r"(?<!\\)[\s.,;:]+$|^\s+")  # "\frac97." (a sentence's full stop); not "3\;"
 THIN_THOUSANDS = re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))")  # 1\,000
@@ -87,7 +95,7 @@ class Fallback(str, Enum):
 class MathConfig(TaskConfig):
     name: str = "math"
     template: str = "boxed_cot"
-    train: str = "train"
+    train: str = "train"  # train: MATH-4500 + GSM8K train (local); math_train: MATH train + GSM8K train
     eval: tuple[str, ...] = ("math500",)
     fallback: Fallback = Fallback.none  # what answers when a completion has no \boxed{}
     timeout_s: int = 5  # per judgement, shared by its math-verify calls; whole seconds (SIGALRM)
@@ -102,12 +110,14 @@ class MathTask(Task):
     config_type = MathConfig
     version = "1"
     templates = TEMPLATES
-    benchmarks = tuple(FILES)
+    benchmarks = (*FILES, "math_train")
     config: MathConfig
 
     def load(self, split: str) -> list[Problem]:
         if split == "train":
             return self._math4500() + gsm8k_problems("train", read_jsonl(self.data_file(GSM8K_TRAIN)))
+        if split == "math_train":
+            return self._math_train() + gsm8k_problems("train", read_jsonl(self.data_file(GSM8K_TRAIN)))
         if split not in FILES:
             raise ValueError(f"math: unknown split {split!r}; valid: train, {', '.join(self.benchmarks)}")
         rows = read_jsonl(self.data_file(FILES[split]))
@@ -119,6 +129,16 @@ class MathTask(Task):
 
     def score(self, problem: Problem, completion: str) -> Verdict:
         return judge(completion, problem.answer, fallback=self.config.fallback, timeout_s=self.config.timeout_s)
+
+    def _math_train(self) -> list[Problem]:
+        local = self.data_dir / MATH_TRAIN
+        try:
+            rows = list(read_jsonl(local)) if local.is_file() else load_hf_rows(MATH_TRAIN_HUB, "train")
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"math: task.train=math_train needs the MATH train split (7,500 problems) from "
+                                    f"{local} (JSON lines: problem, solution) or the hub; task.train=train needs "
+                                    f"neither: {err}") from err
+        return [boxed_problem("math_train", {**row, "idx": index}) for index, row in enumerate(rows)]
 
     def _math4500(self) -> list[Problem]:
         held_out = {row["problem"] for row in read_jsonl(self.data_file(FILES["math500"]))}

@@ -10,8 +10,10 @@ testbed for the claim that GRPO collapses diversity (entropy collapse) where oth
   (H - L + 1) - |N - (L + H)|). Drawn from a seed: (L, H) uniformly among the ranges wide enough,
   then N uniformly among the totals with enough answers; about 194,000 questions at the default.
 - Splits are disjoint by construction, as in tasks/arith.py (its ``in_eval_split``): a question
-  belongs to the eval split "sums" when a hash of its text falls in the first ``eval_fraction``
-  of the hash range, to train otherwise, whatever the seed or sizes.
+  belongs to the held-out region when a hash of its text falls in the first ``eval_fraction``
+  of the hash range, to train otherwise, whatever the seed or sizes. The eval split "sums" and
+  the validation split "sums_val" (``eval_size`` each) are drawn from the held-out region, the
+  validation split skipping every eval question.
 - The answer is the last ``\\boxed{a+b}``: two non-negative integers of at most 9 digits joined by
   one "+", spaces allowed around them. Leading zeros are read as a number ("058+79" is 58+79).
   ``Problem.answer`` is the pair with the smallest a, a gold for display only; metadata holds
@@ -73,7 +75,7 @@ class SumsTask(Task):
     config_type = SumsConfig
     version = "1"
     templates = TEMPLATES
-    benchmarks = ("sums",)
+    benchmarks = ("sums", "sums_val")
     # many right answers: maj@k's one-gold vote is undefined here (the correct class would pool
     # different answers); their diversity is what the task is for
     votes = False
@@ -81,19 +83,21 @@ class SumsTask(Task):
 
     def load(self, split: str) -> list[Problem]:
         c = self.config
-        if split not in ("train", "sums"):
-            raise ValueError(f"sums: unknown split {split!r}; valid: train, sums")
-        want_eval = split == "sums"
-        size = c.eval_size if want_eval else c.train_size
-        if size > space(c.min_answers) * (c.eval_fraction if want_eval else 1 - c.eval_fraction) / 2:
+        if split not in ("train", *self.benchmarks):
+            raise ValueError(f"sums: unknown split {split!r}; valid: train, {', '.join(self.benchmarks)}")
+        held_out = split != "train"
+        size = c.eval_size if held_out else c.train_size
+        if size * (2 if split == "sums_val" else 1) > \
+                space(c.min_answers) * (c.eval_fraction if held_out else 1 - c.eval_fraction) / 2:
             raise ValueError(f"sums: {size} {split} problems is too many for min_answers={c.min_answers}; "
                              f"lower the size or min_answers")
+        taken = {p.question for p in self.load("sums")} if split == "sums_val" else set()
         rng = random.Random(f"{c.seed}-{split}")
         seen: dict[str, Problem] = {}
         while len(seen) < size:
             total, low, high = generate(rng, c.min_answers)
             text = f"Write {total} as a sum of two numbers from {low} to {high}."
-            if text not in seen and in_eval_split(text, c.eval_fraction) == want_eval:
+            if text not in seen and text not in taken and in_eval_split(text, c.eval_fraction) == held_out:
                 first = answers(total, low, high)[0]
                 seen[text] = Problem(uid=f"sums-{total}-{low}-{high}", benchmark=split, question=text,
                                      answer=f"{first}+{total - first}",

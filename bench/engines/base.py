@@ -13,7 +13,7 @@ from torch import Tensor
 
 from bench.config import Sampling
 
-__all__ = ["Engine", "Finish", "Rollouts", "cut_at_stop", "encode_prompts", "finish_batch", "stop_ids"]
+__all__ = ["Engine", "Finish", "Rollouts", "cut_at_stop", "encode_prompts", "finish_batch", "span_tokens", "stop_ids"]
 
 Finish = Literal["stop", "length"]
 
@@ -155,3 +155,31 @@ def finish_batch(tokenizer: Any, prompt_ids: list[list[int]], n: int, responses:
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     prompt_b = [i for i in range(len(prompt_ids)) for _ in range(n)]
     return Rollouts.build(prompt_ids, responses, prompt_b, texts, finish, tokenizer.pad_token_id, sample_logps)
+
+
+def span_tokens(tokenizer: Any, rollouts: Rollouts,
+                spans: Sequence[Optional[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
+    """The response tokens that overlap each row's character span of its text: (inside_bt [N, T]
+    bool, mapped_b [N] bool). A token's characters are found by decoding it alone, so a row is
+    mapped only when its tokens, decoded one by one, spell its text (they do for ASCII; the pieces
+    of a multi-byte character split across byte-level tokens do not). A row without a span
+    (None) is mapped, with no token inside."""
+    inside_bt = torch.zeros(rollouts.input_ids.shape, dtype=torch.bool)
+    mapped_b = torch.zeros(len(rollouts), dtype=torch.bool)
+    cols_b = [row.nonzero().flatten() for row in rollouts.response_mask > 0]
+    pieces = tokenizer.batch_decode([[int(t)] for b, cols in enumerate(cols_b) for t in rollouts.input_ids[b, cols]],
+                                    skip_special_tokens=True)
+    at = 0
+    for b, cols in enumerate(cols_b):
+        row = pieces[at : at + len(cols)]
+        at += len(cols)
+        if not "".join(row).startswith(rollouts.texts[b]):
+            continue
+        mapped_b[b] = True
+        if spans[b] is None:
+            continue
+        start, end = spans[b]
+        lengths = torch.tensor([len(p) for p in row], dtype=torch.long)
+        ends = lengths.cumsum(0)
+        inside_bt[b, cols[(lengths > 0) & (ends - lengths < end) & (ends > start)]] = True
+    return inside_bt, mapped_b

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 import tasks
 from bench.config import EvalConfig, Sampling
+from bench.engines.base import Rollouts
 from bench.evaluation import passk
 from tasks.base import Problem, Task, Verdict
 from tasks.scoring import Scorer
@@ -93,11 +95,17 @@ def diversity(task: Task, groups: list[list[Verdict]]) -> tuple[list[float], lis
 
 
 class Evaluator:
-    """n samples per problem on each benchmark, judged, summarised; the engine is shared with training."""
+    """n samples per problem on each benchmark, judged, summarised; the engine is shared with training.
+
+    ``divergence`` (the trainer's): each sampled response's KL from the initial policy, [N] for the
+    N responses of a ``Rollouts``; averaged per problem as ``kl_from_initial`` (NaN without it, and
+    with greedy decoding, where no distribution is sampled)."""
 
     def __init__(self, config: EvalConfig, benchmarks: list[Benchmark], engine: Any,
-                 scorers: Optional[dict[str, Scorer]] = None) -> None:
+                 scorers: Optional[dict[str, Scorer]] = None,
+                 divergence: Optional[Callable[[Rollouts], torch.Tensor]] = None) -> None:
         self.config, self.benchmarks, self.engine = config, benchmarks, engine
+        self.divergence = None if config.greedy else divergence
         self.scorers = dict(scorers or {})
         needed = {b.task.config.name: b.task for b in benchmarks if b.task.config.name not in self.scorers}
         self.owned = [Scorer(task) for task in needed.values()]  # closed by close(); the others are the caller's
@@ -108,23 +116,26 @@ class Evaluator:
         start, rows, problem_rows = time.monotonic(), [], []
         sampling = self.config.sampling(sampling)
         for bench in self.benchmarks:
-            verdicts = self.sample(bench, sampling, progress)
+            verdicts, kl = self.sample(bench, sampling, progress)
             n = self.config.n
             groups = [verdicts[i * n : (i + 1) * n] for i in range(len(bench.problems))]
             c = np.array([sum(v.correct for v in g) for g in groups])
             distinct, entropy = diversity(bench.task, groups)
+            kl_p = kl.reshape(len(bench.problems), n).mean(axis=1)
             problem_rows += [{"benchmark": bench.name, "step": step, "uid": p.uid, "n": n, "c": int(ci),
-                              "distinct_correct": d, "answer_entropy": h}
-                             for p, ci, d, h in zip(bench.problems, c, distinct, entropy)]
+                              "distinct_correct": d, "answer_entropy": h, "kl_from_initial": float(k)}
+                             for p, ci, d, h, k in zip(bench.problems, c, distinct, entropy, kl_p)]
             summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
             rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
                       "distinct_correct": float(np.mean(distinct)), "answer_entropy": float(np.mean(entropy)),
+                      "kl_from_initial": float(np.mean(kl_p)),
                       "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 
-    def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> list[Verdict]:
-        """n judged samples per problem, problem by problem in order; one seed per generate call."""
-        per_call, verdicts = self.config.prompts_per_call, []
+    def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> tuple[list[Verdict], np.ndarray]:
+        """n judged samples per problem, problem by problem in order, one seed per generate call;
+        and each sample's KL from the initial policy (NaN unmeasured)."""
+        per_call, verdicts, kl = self.config.prompts_per_call, [], []
         bar = tqdm(total=len(bench.problems), desc=f"eval {bench.name}", unit="problem", disable=not progress)
         for start in range(0, len(bench.problems), per_call):
             chunk = bench.problems[start : start + per_call]
@@ -132,9 +143,11 @@ class Evaluator:
             rollouts = self.engine.generate([bench.task.prompt(p) for p in chunk], self.config.n, seeded)
             scorer = self.scorers[bench.task.config.name]
             verdicts += scorer.score([chunk[int(i)] for i in rollouts.prompt_b], rollouts.texts)
+            kl.append(np.full(len(rollouts), np.nan) if self.divergence is None else
+                      self.divergence(rollouts).double().cpu().numpy())
             bar.update(len(chunk))
         bar.close()
-        return verdicts
+        return verdicts, np.concatenate(kl) if kl else np.zeros(0)
 
     def close(self) -> None:
         for scorer in self.owned:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -33,8 +33,9 @@ from algorithms import ops
 from algorithms.base import LossNorm, PolicyBatch, RewardBatch, advantage_step
 from bench.config import RunConfig, Sampling, plain
 from bench.engines import Engine, Rollouts, build_engine
+from bench.engines.base import span_tokens
 from bench.evaluation.evaluator import Evaluator, load_benchmarks
-from bench.models.policy import load_policy, token_logprobs
+from bench.models.policy import load_policy, token_kl, token_logprobs
 from bench.training import seeds
 from bench.training.sinks import Sinks, checkpoint_dir, latest_checkpoint
 from common import write_atomically
@@ -83,6 +84,8 @@ class UpdateBatch:
     adv_b: torch.Tensor  # [N] float32
     old_logp_bt: Optional[torch.Tensor] = None  # [N, T] the sampling policy's; None: each pass's own, detached
     ref_logp_bt: Optional[torch.Tensor] = None  # [N, T] the reference's (KL penalty)
+    answer_bt: Optional[torch.Tensor] = None  # [N, T] bool: answer tokens (Task.answer_span)
+    other_bt: Optional[torch.Tensor] = None  # [N, T] bool: the other response tokens of rows that map
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class Trainer:
         self.device = next(self.model.parameters()).device
         self.engine = engine or build_engine(config.rollout, self.model, self.tokenizer, seed=config.seed)
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
+        self.initial = self.ref  # the weights before any update (before a resume restores later ones)
+        if self.initial is None and config.eval.kl_from_initial and not config.eval.greedy:
+            self.initial = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.t.lr, weight_decay=self.t.weight_decay)
         warmup = max(self.t.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
@@ -136,7 +142,8 @@ class Trainer:
         self.owned_scorer = None if scorer is not None else Scorer(self.task)
         self.scorer = scorer or self.owned_scorer
         self.evaluator = Evaluator(config.eval, load_benchmarks(config.eval, [self.task]), self.engine,
-                                   {self.task.config.name: self.scorer})
+                                   {self.task.config.name: self.scorer},
+                                   divergence=self.divergence if config.eval.kl_from_initial else None)
         self.sinks = Sinks(run_dir, plain(config), config.logger, str(self.device), resume_step=self.step,
                            identity={"algorithm": config.label("algorithm"), "task": config.label("task"),
                                      "model": config.label("model"), "seed": config.seed,
@@ -181,7 +188,9 @@ class Trainer:
             out = advantage_step(self.algo, reward_batch, len(batch.problems), self.state)
         self.state = out.out.state
         adv_b = out.adv_b
-        metrics = self.update(UpdateBatch(r, adv_b.to(self.device, torch.float32)), step)
+        answer_bt, other_bt = self.answer_tokens(batch.rollouts)
+        metrics = self.update(UpdateBatch(r, adv_b.to(self.device, torch.float32), answer_bt=answer_bt,
+                                          other_bt=other_bt), step)
         adv = adv_b.double()
         metrics.update({
             "train/reward_mean": rewards_b.mean().item(),
@@ -258,7 +267,7 @@ class Trainer:
         with self.clock("old_logprobs"), torch.no_grad():
             old_bt = None if on_policy else self.logprobs(self.model, r)
             ref_bt = self.logprobs(self.ref, r) if self.ref is not None else None
-        batch = UpdateBatch(r, batch.adv_b, old_bt, ref_bt)
+        batch = replace(batch, old_logp_bt=old_bt, ref_logp_bt=ref_bt)
         rows = r.input_ids.shape[0]
         stats: list[MicroStats] = []
         grad_norms: list[float] = []
@@ -273,7 +282,11 @@ class Trainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     grad_norms.append(grad.item())
-        return self.reduce(stats, grad_norms, tokens=max(r.response_mask.sum().item(), 1), adv_b=batch.adv_b)
+        tokens = {"": r.response_mask.sum().item()}  # the denominator of every token mean, and of the split's
+        if batch.answer_bt is not None:
+            tokens |= {"train/entropy_answer": batch.answer_bt.sum().item(),
+                       "train/entropy_other": batch.other_bt.sum().item()}
+        return self.reduce(stats, grad_norms, tokens, adv_b=batch.adv_b)
 
     def backward(self, batch: UpdateBatch, rows: torch.Tensor, with_stats: bool = True) -> list[MicroStats]:
         """The loss of ``rows`` (one mini-batch) backpropagated micro-batch by micro-batch, its
@@ -306,6 +319,9 @@ class Trainer:
         tokens = mask.sum().item()
         sums = {f"train/{name}": value.item() * tokens for name, value in token_loss.metrics.items()}
         sums["train/entropy"] = (ent_bt.detach() * mask).sum().item()
+        if batch.answer_bt is not None:
+            sums["train/entropy_answer"] = ent_bt.detach()[batch.answer_bt[rows]].sum().item()
+            sums["train/entropy_other"] = ent_bt.detach()[batch.other_bt[rows]].sum().item()
         diff_max = None
         if engine_bt is not None:  # the engine's sampling log-probs against the policy's recomputation
             diff_bt = (old - engine_bt).abs() * mask
@@ -317,9 +333,10 @@ class Trainer:
         return MicroStats(loss=loss.item(), token_sums=sums, logprob_diff_max=diff_max, rows=rows.cpu(),
                           seq_logp_b=seq_logp_b)
 
-    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: float,
+    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: dict[str, float],
                adv_b: torch.Tensor) -> dict[str, float]:
-        """Token means of the statistics, the mean loss and gradient norm per optimizer step, and
+        """Token means of the statistics (over ``tokens[name]`` tokens, ``tokens[""]`` for names not
+        in it; NaN over none), the mean loss and gradient norm per optimizer step, and
         Cov(log pi(y), A) over the batch: the covariance of each response's sequence log-prob with
         its advantage, the quantity that drives the one-step change of entropy (about -lr times it for
         a softmax policy: Cui et al. 2025, arXiv 2505.22617, the mechanism the RiskPO paper invokes)."""
@@ -327,7 +344,8 @@ class Trainer:
         for s in stats:
             for name, value in s.token_sums.items():
                 sums[name] = sums.get(name, 0.0) + value
-        out = {name: value / tokens for name, value in sums.items()}
+        count = {name: tokens.get(name, tokens[""]) for name in sums}
+        out = {name: value / count[name] if count[name] else float("nan") for name, value in sums.items()}
         diffs = [s.logprob_diff_max for s in stats if s.logprob_diff_max is not None]
         if diffs:
             out["rollout/logprob_diff_max"] = max(max(diffs), 0.0)
@@ -338,6 +356,28 @@ class Trainer:
         a_b = adv_b.detach().double().cpu()[torch.cat([s.rows for s in measured])]
         out["train/cov_logp_adv"] = ((seq_b - seq_b.mean()) * (a_b - a_b.mean())).mean().item()
         return out
+
+    def answer_tokens(self, r: Rollouts) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(answer_bt, other_bt) on the policy's device: the tokens of each response inside its
+        task's answer span, and its other tokens; rows whose tokens do not map to their text are in
+        neither. (None, None) when the task marks no answer in any response (code)."""
+        spans = [self.task.answer_span(text) for text in r.texts]
+        if all(span is None for span in spans):
+            return None, None
+        answer_bt, mapped_b = span_tokens(self.tokenizer, r, spans)
+        other_bt = (r.response_mask > 0) & mapped_b[:, None] & ~answer_bt
+        return answer_bt.to(self.device), other_bt.to(self.device)
+
+    def divergence(self, r: Rollouts) -> torch.Tensor:
+        """[N] each response's KL from the initial policy (``token_kl`` summed over its tokens),
+        at the rollout temperature; micro-batch by micro-batch."""
+        out = []
+        for rows in torch.arange(len(r)).split(self.t.micro_batch_size):
+            ids, attention = r.input_ids[rows].to(self.device), r.attention_mask[rows].to(self.device)
+            kl_bt = token_kl(self.model, self.initial, ids, attention, self.config.model.logprob_chunk,
+                             temperature=self.config.rollout.temperature)
+            out.append((kl_bt * r.response_mask[rows].to(self.device)).sum(-1).double().cpu())
+        return torch.cat(out)
 
     def logprobs(self, model: Any, r: Rollouts) -> torch.Tensor:
         return token_logprobs(model, r.input_ids, r.attention_mask, self.config.model.logprob_chunk,

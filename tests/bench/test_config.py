@@ -37,7 +37,12 @@ def test_variant_yamls_set_what_they_say():
     assert seeking.risk_seeking and seeking.name == "riskpo"
     ref = algorithms.build(compose("config", ["algorithm=riskpo_reference"]).algorithm).config
     assert (ref.formulation.value, ref.quantile_source.value, ref.pairing.value) == ("reference", "batch", "ordered")
-    assert ref.normalize_std and ref.credit is Credit.std and ref.dual_clip == 3.0
+    assert ref.normalize_std and ref.credit is Credit.std and ref.dual_clip == 3.0 and ref.natural_baseline
+    assert (ref.alpha, ref.beta, ref.w_mix) == (0.2, 0.9, 1.5)  # the MATH/GSM8K script's quantile_up 0.9
+    hard = algorithms.build(compose("config", ["algorithm=riskpo_reference_hard"]).algorithm).config
+    assert (hard.formulation.value, hard.quantile_source.value, hard.pairing.value) == ("reference", "batch", "ordered")
+    assert hard.normalize_std and hard.credit is Credit.sum_mean and hard.dual_clip == 3.0 and not hard.natural_baseline
+    assert (hard.alpha, hard.beta, hard.w_mix) == (0.2, 0.8, 1.5)
 
 
 def test_paper_defaults():
@@ -98,3 +103,27 @@ def test_conf_dir_is_the_repository_conf():
 def test_paper_experiments_compose_with_every_algorithm(experiment, algorithm):
     cfg = compose("config", [f"experiment={experiment}", f"algorithm={algorithm}"])
     assert cfg.trainer.lr == 1e-6 and cfg.rollout.engine.value == "vllm" and cfg.model.path
+    # the released scripts' verl: AdamW weight decay 0.01 and dual-clip 3 for every algorithm
+    assert cfg.trainer.weight_decay == 0.01 and cfg.algorithm.dual_clip == 3.0
+    assert cfg.trainer.prompts_per_step % 5 == 0  # whole RiskPO bundles, the same for every algorithm
+
+
+def test_paper_experiments_follow_their_scripts():
+    """Optimizer steps per step: 1024 prompts in mini-batches of 512 (easy), 512 in 128 (hard);
+    the training pool and the DAPO prompt, verifier and +-1 reward."""
+    easy = compose("config", ["experiment=paper_math"])
+    assert (easy.trainer.mini_batches, easy.trainer.prompts_per_step, easy.task.train) == (2, 1020, "math_train")
+    hard = compose("config", ["experiment=paper_hard_math"])
+    assert (hard.trainer.mini_batches, hard.trainer.prompts_per_step, hard.task.template) == (4, 520, "dapo")
+
+
+@pytest.mark.parametrize("experiment, wrong, right", [("paper_hard_math", "riskpo_reference", "riskpo_reference_hard"),
+                                                      ("paper_math", "riskpo_reference_hard", "riskpo_reference")])
+def test_a_script_preset_is_refused_under_the_other_scripts_experiment(experiment, wrong, right):
+    with pytest.raises(ConfigError) as err:
+        compose("config", [f"experiment={experiment}", f"algorithm={wrong}"])
+    assert str(err.value) == (f"algorithm={wrong} reproduces the released script of experiment="
+                              f"{'paper_math' if wrong == 'riskpo_reference' else 'paper_hard_math'}; "
+                              f"with experiment={experiment} use algorithm={right}")
+    assert compose("config", [f"experiment={experiment}", f"algorithm={right}"]).algorithm.name == "riskpo"
+    assert compose("config", [f"algorithm={wrong}"]).algorithm.name == "riskpo"  # outside the paper experiments

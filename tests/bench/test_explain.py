@@ -27,7 +27,8 @@ def test_cli_prints_json_with_the_input_nesting():
     assert set(result["state"]) == {"a", "b", "updates"}
 
 
-@pytest.mark.parametrize("choice", ["grpo", "dr_grpo", "dapo", "gspo", "riskpo", "riskpo_seeking", "riskpo_reference"])
+@pytest.mark.parametrize("choice", ["grpo", "dr_grpo", "dapo", "gspo", "riskpo", "riskpo_seeking", "riskpo_reference",
+                                    "riskpo_reference_hard"])
 def test_every_algorithm_explains(choice):
     args = [f"algorithm={choice}", "rewards=[[1,0,0,1],[0,0,0,0],[1,1,1,0]]"]
     if choice == "dapo":

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 import bench.compose  # noqa: F401  (registers the config schemas with Hydra)
 from bench.config import DType, ModelConfig
-from bench.models.policy import load_policy, token_logprobs
+from bench.models.policy import load_policy, token_kl, token_logprobs
 
 WORDS = [f"w{i}" for i in range(40)]
 CHAT_TEMPLATE = ("{% for m in messages %}<user> {{ m['content'] }} {% endfor %}"
@@ -119,6 +119,34 @@ def test_right_padding_scores_zero(batch):
     logp, entropy = token_logprobs(model, ids, mask, 3, with_entropy=True)
     assert (logp[1, 8:] == 0).all() and (entropy[1, 8:] == 0).all()
     torch.testing.assert_close(logp[1, :8], token_logprobs(model, ids[1:2, :8], mask[1:2, :8], 3, False)[0][0])
+
+
+def kl_reference(model, initial, input_ids, attention_mask, temperature=1.0):
+    """The obvious computation of KL(p || q) per position: every logit of both models, float64."""
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    kl = torch.zeros(input_ids.shape, dtype=torch.float64)
+    logits = [m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits.double()
+              for m in (model, initial)]
+    for b in range(input_ids.shape[0]):
+        for t in range(1, input_ids.shape[1]):
+            if attention_mask[b, t] and attention_mask[b, t - 1]:
+                logp, logq = (torch.log_softmax(z[b, t - 1] / temperature, -1) for z in logits)
+                kl[b, t] = (logp.exp() * (logp - logq)).sum()
+    return kl
+
+
+@pytest.mark.parametrize("chunk, temperature", [(1, 1.0), (4, 0.7), (64, 1.0)])
+def test_token_kl_equals_the_full_logits_kl(batch, chunk, temperature):
+    model, initial = make_model(seed=0), make_model(seed=1)
+    ids, mask = batch
+    mask = mask.clone()
+    mask[0, :3] = 0  # left padding
+    mask[2, 9:] = 0  # right padding
+    kl = token_kl(model, initial, ids, mask, chunk, temperature=temperature)
+    expected = kl_reference(model, initial, ids, mask, temperature)
+    torch.testing.assert_close(kl.double(), expected, atol=2e-5, rtol=1e-4)
+    assert (kl[0, :4] == 0).all() and (kl[2, 9:] == 0).all() and (expected[1, 1:] > 0).all()
+    assert (token_kl(model, make_model(seed=0), ids, mask, chunk) == 0).all()  # the same weights: no distance
 
 
 def parameter_grads(model, loss):

@@ -11,7 +11,7 @@ from test_policy import make_model, make_tokenizer
 from bench.compose import CONF_DIR
 from bench.config import EngineName, RolloutConfig, Sampling
 from bench.engines import Rollouts, build_engine
-from bench.engines.base import encode_prompts
+from bench.engines.base import encode_prompts, span_tokens
 from bench.engines.hf import HFEngine
 from bench.engines.vllm import VLLM_MISSING, vllm_available
 from bench.models.policy import token_logprobs
@@ -296,3 +296,25 @@ def test_vllm_engine_arguments_on_the_cpu(tmp_path, tokenizer):
     assert (chosen["kv_cache_memory_bytes"], chosen["enforce_eager"], chosen["max_num_seqs"]) == (2**28, False, 64)
     with pytest.raises(ValueError, match="model.config._name_or_path is empty"):
         engine_args(RolloutConfig(engine="vllm"), make_model(), tokenizer, seed=0)
+
+
+def test_span_tokens_marks_the_answer_tokens_of_real_responses():
+    """The tiny model's byte-level tokenizer: the tokens inside each row's box spell its content;
+    a row whose tokens do not decode one by one to its text (a 2-byte character) is left unmapped."""
+    from bench.config import ModelConfig
+    from bench.models.policy import load_policy
+    from tasks.extract import last_boxed_span
+
+    tokenizer = load_policy(ModelConfig())[1]
+    texts = ["Take 23. 57-23 = 34. The answer is \\boxed{23+34}.", "no answer here", "caf\u00e9 \\boxed{5}",
+             "\\boxed{ 7 } and more"]
+    responses = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    r = Rollouts.build([[5, 6], [7]], responses, [0, 0, 1, 1], [tokenizer.decode(x, skip_special_tokens=True)
+                                                                  for x in responses],
+                       ["stop"] * 4, tokenizer.pad_token_id)
+    assert r.texts == texts
+    inside_bt, mapped_b = span_tokens(tokenizer, r, [last_boxed_span(t) for t in texts])
+    assert mapped_b.tolist() == [True, True, False, True]
+    spelled = [tokenizer.decode(r.input_ids[b][inside_bt[b]]) for b in range(4)]
+    assert spelled[0] == "23+34" and spelled[1] == "" and spelled[2] == ""
+    assert spelled[3].strip() == "7" and not (inside_bt & (r.response_mask == 0)).any()

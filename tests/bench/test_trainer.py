@@ -46,6 +46,14 @@ def test_two_steps_of_every_algorithm(tmp_path, algorithm):
     assert any(changed)
     evals = pd.read_parquet(tmp_path / "eval.parquet")
     assert set(evals["step"]) == {0, 2} and set(evals["k"]) == {1, 2}
+    kl = evals.groupby("step")["kl_from_initial"].first()  # the same for every k
+    assert kl[0] == 0.0 and kl[2] > 0.0  # the weights moved, so the sampling distribution did
+    assert metrics["train/entropy_answer"].notna().all() and metrics["train/entropy_other"].notna().all()
+
+
+def test_kl_from_initial_can_be_switched_off(tmp_path):
+    run(tmp_path, "algorithm=grpo", "trainer.steps=1", "eval.kl_from_initial=false")
+    assert pd.read_parquet(tmp_path / "eval.parquet")["kl_from_initial"].isna().all()
 
 
 def test_kl_is_zero_at_the_first_step_with_reference_equal_to_policy(tmp_path):

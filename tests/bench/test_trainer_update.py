@@ -8,7 +8,9 @@ import torch
 import tasks
 from algorithms.base import LossAgg, RewardBatch, advantage_step
 from bench.compose import load_run_config
+from bench.models.policy import token_logprobs
 from bench.training.trainer import STAGES, StageClock, Trainer, UpdateBatch
+from tasks.extract import last_boxed_span
 from tasks.scoring import Scorer
 
 SMALL = ["trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=2", "eval.n=1",
@@ -58,13 +60,38 @@ def test_the_covariance_of_log_prob_and_advantage(tmp_path):
             adv_b = advantage_step(trainer.algo, RewardBatch(rewards_b=rewards_b, prompt_b=r.prompt_b), 5,
                                    trainer.state).adv_b.float()
             stats = trainer.backward(UpdateBatch(r, adv_b), torch.randperm(len(r)))  # any row order
-            cov = trainer.reduce(stats, [1.0], tokens=1.0, adv_b=adv_b)["train/cov_logp_adv"]
+            cov = trainer.reduce(stats, [1.0], tokens={"": 1.0}, adv_b=adv_b)["train/cov_logp_adv"]
             seq_b = (trainer.logprobs(trainer.model, r) * r.response_mask).sum(-1).double()
         finally:
             trainer.close()
     a_b = adv_b.double()
     expected = ((seq_b - seq_b.mean()) * (a_b - a_b.mean())).mean().item()
     assert cov == pytest.approx(expected, rel=1e-4, abs=1e-6) and abs(expected) > 1e-4
+
+
+def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
+    """train/entropy_answer and train/entropy_other from the micro-steps equal the token means of
+    one whole-batch forward pass over the tokens inside and outside each response's box."""
+    config = load_run_config([*SMALL, "task=sums", "model=tiny_sums", "rollout.max_new_tokens=40",
+                              "trainer.micro_batch_size=3"])
+    with Scorer(tasks.build(config.task), workers=0) as scorer:
+        trainer = Trainer(config, tmp_path, scorer=scorer)
+        try:
+            r = trainer.collect(0).rollouts
+            answer_bt, other_bt = trainer.answer_tokens(r)
+            adv_b = torch.zeros(len(r))
+            stats = trainer.backward(UpdateBatch(r, adv_b, answer_bt=answer_bt, other_bt=other_bt), torch.arange(len(r)))
+            tokens = {"": r.response_mask.sum().item(), "train/entropy_answer": answer_bt.sum().item(),
+                      "train/entropy_other": other_bt.sum().item()}
+            out = trainer.reduce(stats, [1.0], tokens, adv_b=adv_b)
+            _, ent_bt = token_logprobs(trainer.model, r.input_ids, r.attention_mask, 64, with_entropy=True)
+        finally:
+            trainer.close()
+    assert answer_bt.any() and other_bt.any() and not (answer_bt & other_bt).any()
+    assert out["train/entropy_answer"] == pytest.approx(ent_bt[answer_bt].mean().item(), rel=1e-4)
+    assert out["train/entropy_other"] == pytest.approx(ent_bt[other_bt].mean().item(), rel=1e-4)
+    boxed = [(b, last_boxed_span(t)) for b, t in enumerate(r.texts) if last_boxed_span(t)]
+    assert boxed and all(trainer.tokenizer.decode(r.input_ids[b][answer_bt[b]]) == r.texts[b][i:j] for b, (i, j) in boxed)
 
 
 def test_the_stage_clock_laps():

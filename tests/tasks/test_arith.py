@@ -36,6 +36,16 @@ def test_train_and_eval_are_disjoint_by_construction(seed):
     assert not {p.question for p in train} & {p.question for p in other_eval}
 
 
+def test_the_validation_split_is_held_out_and_never_an_eval_problem():
+    task = ArithTask(ArithConfig())  # the default space: 2,000 held-out problems, 500 eval + 500 validation
+    held_out, validation = task.load("arith"), task.load("arith_val")
+    assert len(validation) == 500 and all(p.benchmark == "arith_val" for p in validation)
+    assert all(in_eval_split(p.uid.removeprefix("arith-"), 0.1) for p in validation)
+    assert not {p.question for p in validation} & {p.question for p in held_out}
+    with pytest.raises(ValueError, match="too many"):
+        ArithTask(ArithConfig(eval_size=600)).load("arith_val")  # 1,200 > half the held-out region
+
+
 @pytest.mark.parametrize("operators, operands", [("+-", 2), ("+-*", 3), ("*", 3), ("-*", 4)])
 def test_answers_are_exact(operators, operands):
     task = ArithTask(ArithConfig(operators=operators, operands=operands, digits=2, train_size=200, eval_size=20))

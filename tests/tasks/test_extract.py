@@ -6,7 +6,7 @@ built on them.
 
 import pytest
 
-from tasks.extract import NUMBER, last_boxed, last_number
+from tasks.extract import NUMBER, last_boxed, last_boxed_span, last_number
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -35,6 +35,19 @@ from tasks.extract import NUMBER, last_boxed, last_number
 ])
 def test_last_boxed(text, expected):
     assert last_boxed(text) == expected
+    span = last_boxed_span(text)  # where the answer was read: the same text, unstripped
+    assert (span is None) == (expected is None)
+    if span is not None:
+        assert text[span[0] : span[1]].strip() == expected
+
+
+@pytest.mark.parametrize("text, span", [
+    (r"so \boxed{ 12+3 }.", (10, 16)),
+    (r"\boxed 57$", (7, 9)),
+    (r"\boxed{1} \fbox{{2}}", (16, 19)),
+])
+def test_last_boxed_span_by_hand(text, span):
+    assert last_boxed_span(text) == span
 
 
 @pytest.mark.parametrize("text, expected", [

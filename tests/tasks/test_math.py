@@ -314,3 +314,33 @@ def test_train_pool_needs_matching_math500(tmp_path):
     (tmp_path / "math500" / "test.jsonl").write_text(json.dumps(held_out) + "\n")
     with pytest.raises(ValueError, match="0 problems of math/test.jsonl match the 1 of math500/test.jsonl"):
         MathTask(MathConfig(data_dir=str(tmp_path))).load("train")
+
+
+def test_math_train_offline_fails_fast_naming_what_is_missing(tmp_path):
+    """The reference's pool needs the MATH train split, which is not in ../shared/data: offline
+    (tests/conftest.py sets HF_HUB_OFFLINE=1) it fails at once, naming the split, the file that
+    would do and the hub dataset, and the local pool that needs neither."""
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n")
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as err:
+        MathTask(MathConfig(data_dir=str(tmp_path), train="math_train")).load("math_train")
+    assert time.monotonic() - start < 15
+    message = str(err.value)
+    assert "\n" not in message
+    for part in ("task.train=math_train", "MATH train split", str(tmp_path / "math" / "train.jsonl"),
+                 "DigitalLearningGmbH/MATH-lighteval", "hub is offline (HF_HUB_OFFLINE=1)", "task.train=train"):
+        assert part in message, part
+
+
+def test_math_train_reads_a_local_copy_first(tmp_path):
+    (tmp_path / "math").mkdir()
+    (tmp_path / "gsm8k").mkdir()
+    rows = [{"problem": "1+1?", "solution": r"So \boxed{2}.", "level": "Level 1", "type": "Algebra"},
+            {"problem": "2+3?", "solution": r"\boxed{4} no, \boxed{5}", "level": "Level 1", "type": "Algebra"}]
+    (tmp_path / "math" / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "gsm8k" / "train.jsonl").write_text(json.dumps({"question": "q", "answer": "#### 1,000"}) + "\n")
+    pool = MathTask(MathConfig(data_dir=str(tmp_path), train="math_train")).load("math_train")
+    assert [(p.uid, p.benchmark, p.question, p.answer) for p in pool] == [
+        ("math_train-0", "math_train", "1+1?", "2"), ("math_train-1", "math_train", "2+3?", "5"),
+        ("gsm8k-train-0", "gsm8k", "q", "1000")]

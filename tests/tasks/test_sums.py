@@ -46,6 +46,16 @@ def test_train_and_eval_are_disjoint_by_construction(seed):
     assert not {p.question for p in train} & {p.question for p in other_eval}
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_validation_split_is_held_out_and_never_an_eval_question(seed):
+    task = SumsTask(SumsConfig(seed=seed, **SMALL))
+    train, held_out, validation = task.load("train"), task.load("sums"), task.load("sums_val")
+    assert len(validation) == 60 and all(p.benchmark == "sums_val" for p in validation)
+    assert all(in_eval_split(p.question, 0.1) for p in validation)
+    assert not {p.question for p in validation} & ({p.question for p in held_out} | {p.question for p in train})
+    assert validation == task.load("sums_val")
+
+
 def test_same_seed_same_problems_other_seed_others():
     a = SumsTask(SumsConfig(**SMALL)).load("train")
     b = SumsTask(SumsConfig(**SMALL)).load("train")

@@ -1,0 +1,245 @@
+"""``python -m bench.protocol <name>``: the fair comparison, from learning-rate sweep to report.
+
+    python -m bench.protocol sums                       # conf/protocol/sums.yaml, into results/protocol_sums
+    python -m bench.protocol arith --report docs/protocol/arith
+    python -m bench.protocol sums final.seeds=[0] --plan    # list the runs and their state, run nothing
+
+One command, four stages, each algorithm treated alike:
+
+1. **sweep**: every algorithm at every ``sweep.lrs``, one seed, shorter runs, evaluated on the
+   task's validation split (never the evaluation set);
+2. **choose**: each algorithm's lr is the one with the best validation pass@k at the sweep's last
+   evaluation (ties: the smaller lr); written to ``choice.json`` with every value it saw;
+3. **final**: every algorithm at its own lr, ``final.seeds``, evaluated on the evaluation set;
+   ``variants`` re-run some algorithms at their chosen lr with extra settings (two mini-batches
+   per step, so the importance ratio differs from 1 and clipping can act);
+4. **report**: ``bench.report``'s comparison of the final runs (pass@k with CIs and paired tests,
+   entropy, answer diversity, metrics against KL from the initial policy), preceded by the lr
+   choice, and one report per variant.
+
+Every run is an ordinary run directory under ``<out>/{sweep,final,<variant>}``. Interrupted, the
+command picks up where it stopped: finished runs are skipped, unfinished ones resume from their
+last checkpoint (runs checkpoint at every evaluation), so their metrics are those of an
+uninterrupted run. A finished run keeps only its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bench.compose import CONF_DIR, ConfigError, load_run_config, one_line
+from bench.training.sinks import checkpoint_step, latest_checkpoint
+from common import PROJECT_ROOT, write_atomically
+
+
+@dataclass
+class Sweep:
+    lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])
+    seed: int = 0
+    k: int = 1  # the lr maximises validation pass@k
+    overrides: list[str] = field(default_factory=list)  # e.g. fewer steps
+
+
+@dataclass
+class Final:
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Variant:
+    algorithms: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProtocolConfig:
+    name: str = ""  # results go to results/<name> unless --out says otherwise
+    validation: str = ""  # the benchmark the sweep evaluates on (a validation split)
+    base: list[str] = field(default_factory=list)  # run overrides every run shares
+    algorithms: dict[str, list[str]] = field(default_factory=dict)  # label -> its run overrides
+    sweep: Sweep = field(default_factory=Sweep)
+    final: Final = field(default_factory=Final)
+    variants: dict[str, Variant] = field(default_factory=dict)
+    baseline: str = "grpo"
+    target: str = "riskpo"
+
+
+@dataclass(frozen=True)
+class Run:
+    stage: str  # sweep, final or a variant's name
+    algorithm: str
+    lr: float
+    seed: int
+    overrides: tuple[str, ...]
+    run_dir: Path
+
+
+def load_protocol(name: str, overrides: Sequence[str] = ()) -> ProtocolConfig:
+    """conf/protocol/<name>.yaml (or a path) with dot-list overrides, typed and checked."""
+    path = Path(name) if name.endswith(".yaml") else CONF_DIR / "protocol" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "protocol").glob("*.yaml"))
+        raise ConfigError(f"no protocol {name!r}: {path} does not exist; known: {', '.join(known)}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ProtocolConfig), OmegaConf.load(path),
+                                 OmegaConf.from_dotlist(list(overrides)))
+        protocol: ProtocolConfig = OmegaConf.to_object(merged)
+    except Exception as err:  # OmegaConf's validation errors: one line naming the key
+        raise ConfigError(f"{path.name}: {one_line(err)}") from err
+    for variant, spec in protocol.variants.items():
+        unknown = sorted(set(spec.algorithms) - set(protocol.algorithms))
+        if unknown:
+            raise ConfigError(f"variants.{variant}.algorithms: {unknown[0]!r} is not one of the protocol's "
+                              f"algorithms ({', '.join(protocol.algorithms)})")
+    if not protocol.algorithms or not protocol.sweep.lrs or not protocol.validation:
+        raise ConfigError(f"{path.name}: a protocol needs algorithms, sweep.lrs and a validation benchmark")
+    return protocol
+
+
+def lr_name(lr: float) -> str:
+    return f"lr{lr:.0e}".replace("e-0", "e-")  # lr1e-4
+
+
+def sweep_runs(p: ProtocolConfig, out: Path) -> list[Run]:
+    return [Run("sweep", name, lr, p.sweep.seed,
+                (*p.base, *args, *p.sweep.overrides, f"eval.benchmarks=[{p.validation}]",
+                 f"experiment_name={p.name}_sweep"),
+                out / "sweep" / f"{name}-{lr_name(lr)}")
+            for name, args in p.algorithms.items() for lr in p.sweep.lrs]
+
+
+def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
+    """The final runs and the variants', each algorithm at its chosen lr."""
+    stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides)]
+    stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides]) for name, v in p.variants.items()]
+    return [Run(stage, name, lrs[name], seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
+                out / stage / f"{name}-s{seed}")
+            for stage, names, seeds, extra in stages for name in names for seed in seeds]
+
+
+def state(run: Run, steps: int) -> str:
+    """done, partial (a checkpoint to resume from) or new."""
+    latest = latest_checkpoint(run.run_dir)
+    if latest is None:
+        return "new"
+    return "done" if checkpoint_step(latest) >= steps else "partial"
+
+
+def execute(run: Run) -> None:
+    """Train ``run`` to its end: skip it when done, resume it when partial."""
+    from bench.run import train  # torch loads only when something runs
+
+    overrides = [*run.overrides, f"trainer.lr={run.lr}", f"seed={run.seed}"]
+    config = load_run_config(overrides, labels={"algorithm": run.algorithm})
+    status = state(run, config.trainer.steps)
+    if status == "done":
+        return
+    if status == "partial":
+        config = load_run_config([*overrides, f"trainer.resume={run.run_dir}"], labels={"algorithm": run.algorithm})
+    elif run.run_dir.exists():
+        shutil.rmtree(run.run_dir)  # stopped before its first checkpoint: nothing to keep
+    print(f"protocol: {run.stage} {run.algorithm} lr={run.lr:g} seed={run.seed} ({status}) -> {run.run_dir}", flush=True)
+    train(config, run.run_dir)
+    latest = latest_checkpoint(run.run_dir)
+    for old in (run.run_dir / "checkpoints").glob("step-*"):
+        if old != latest:
+            shutil.rmtree(old)
+
+
+def choose(p: ProtocolConfig, runs: list[Run]) -> dict[str, dict]:
+    """Per algorithm: the lr with the best validation pass@k at the sweep run's last evaluation
+    (ties: the smaller), and every lr's value."""
+    choice: dict[str, dict] = {}
+    for name in p.algorithms:
+        values = {}
+        for run in (r for r in runs if r.algorithm == name):
+            evals = pd.read_parquet(run.run_dir / "eval.parquet")
+            rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)]
+            values[run.lr] = float(rows.loc[rows["step"].idxmax(), "pass_at_k"])
+        best = max(sorted(values), key=lambda lr: values[lr])  # max keeps the first of equals: the smaller lr
+        choice[name] = {"lr": best, f"validation_pass@{p.sweep.k}": {f"{lr:g}": v for lr, v in values.items()}}
+    return choice
+
+
+def choice_lines(p: ProtocolConfig, choice: dict[str, dict]) -> list[str]:
+    """The report's account of the lr choice, as markdown lines."""
+    header = ["algorithm", *(f"lr {lr:g}" for lr in p.sweep.lrs), "chosen"]
+    lines = ["## Learning rates", "", f"Each algorithm's lr maximises pass@{p.sweep.k} on `{p.validation}` (a "
+             f"validation split, not the evaluation set) at the end of a sweep run (seed {p.sweep.seed}; settings: "
+             f"`{' '.join([*p.sweep.overrides])}`); ties go to the smaller lr.", "",
+             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, c in choice.items():
+        values = c[f"validation_pass@{p.sweep.k}"]
+        cells = [f"**{values[f'{lr:g}']:.3f}**" if lr == c["lr"] else f"{values[f'{lr:g}']:.3f}" for lr in p.sweep.lrs]
+        lines.append("| " + " | ".join([name, *cells, f"{c['lr']:g}"]) + " |")
+    return [*lines, ""]
+
+
+def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict]) -> Path:
+    from bench.report import write_report
+    from bench.reporting.results import load_results
+
+    preface = choice_lines(p, choice)
+    for name, variant in p.variants.items():
+        if (out / name).is_dir():
+            write_report(load_results(out / name), target / name, p.baseline, p.target)
+            preface += [f"Variant `{name}` (`{' '.join(variant.overrides)}`, {', '.join(variant.algorithms)} at "
+                        f"their chosen lr): [its report]({name}/report.md).", ""]
+    settings = " ".join([*p.base, *p.final.overrides])
+    preface += ["## Settings", "", f"Every final run: `{settings}`; per algorithm:", "",
+                *(f"- {name}: `{' '.join(args) or '(defaults)'}`" for name, args in p.algorithms.items()), ""]
+    return write_report(load_results(out / "final"), target, p.baseline, p.target, preface=preface)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.protocol", description=__doc__.split("\n")[0])
+    parser.add_argument("protocol", help="a name in conf/protocol (sums, arith) or a .yaml path")
+    parser.add_argument("overrides", nargs="*", help="dot-list overrides of the protocol (final.seeds=[0])")
+    parser.add_argument("--out", type=Path, help="the results directory (default: results/<name>)")
+    parser.add_argument("--report", type=Path, help="where report.md goes (default: the results directory)")
+    parser.add_argument("--plan", action="store_true", help="list the runs and their state; run nothing")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        p = load_protocol(args.protocol, args.overrides)
+        out = args.out or PROJECT_ROOT / "results" / p.name
+        sweep = sweep_runs(p, out)
+        steps = {r: load_run_config([*r.overrides, f"seed={r.seed}"]).trainer.steps for r in sweep}
+    except ConfigError as err:
+        print(f"bench.protocol: {err}", file=sys.stderr)
+        sys.exit(2)
+    if args.plan:
+        for run in sweep:
+            print(f"{state(run, steps[run]):8s} {run.stage:10s} {run.algorithm:16s} lr={run.lr:g} {run.run_dir}")
+        if not all(state(r, steps[r]) == "done" for r in sweep):
+            print("(final runs: once the sweep is done and the lrs are chosen)")
+            return
+    else:
+        for run in sweep:
+            execute(run)
+    choice = choose(p, sweep)
+    write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
+    later = later_runs(p, out, {name: c["lr"] for name, c in choice.items()})
+    for run in later:
+        if args.plan:
+            steps_run = load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
+            print(f"{state(run, steps_run):8s} {run.stage:10s} {run.algorithm:16s} lr={run.lr:g} {run.run_dir}")
+        else:
+            execute(run)
+    if not args.plan:
+        path = report(p, out, args.report or out, choice)
+        print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()

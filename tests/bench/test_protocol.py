@@ -1,0 +1,74 @@
+"""bench.protocol end to end on a miniature protocol: sweep, choice on the validation split, final
+runs at each algorithm's own lr, a variant, the report; a second call runs nothing again, and a
+run stopped half way resumes from its checkpoint."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.compose import ConfigError
+from bench.protocol import load_protocol, main
+
+SMALL = ["task=sums", "model=tiny_sums", "logger=none", "trainer.prompts_per_step=5", "rollout.n=4",
+         "rollout.max_new_tokens=40", "eval.problems=6", "eval.n=2", "trainer.eval_every=1",
+         "trainer.checkpoint_every=1"]
+
+
+def write_protocol(tmp_path):
+    spec = {"name": "mini", "validation": "sums_val", "base": SMALL,
+            "algorithms": {"grpo": ["algorithm=grpo"], "riskpo_batch": ["algorithm=riskpo",
+                                                                        "algorithm.quantile_source=batch"]},
+            "sweep": {"lrs": [1e-5, 1e-3], "overrides": ["trainer.steps=1"]},
+            "final": {"seeds": [0], "overrides": ["trainer.steps=2"]},
+            "variants": {"two_mini_batches": {"algorithms": ["grpo"], "overrides": ["trainer.mini_batches=2",
+                                                                                   "trainer.prompts_per_step=6"]}},
+            "baseline": "grpo", "target": "riskpo_batch"}
+    path = tmp_path / "mini.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
+    path, out = write_protocol(tmp_path), tmp_path / "out"
+    main([str(path), "--out", str(out)])
+    choice = json.loads((out / "choice.json").read_text())
+    for name in ("grpo", "riskpo_batch"):
+        values = choice[name]["validation_pass@1"]
+        assert set(values) == {"1e-05", "0.001"} and choice[name]["lr"] in (1e-5, 1e-3)
+        assert values[f"{choice[name]['lr']:g}"] == max(values.values())
+        sweep = pd.read_parquet(out / "sweep" / f"{name}-lr1e-5" / "eval.parquet")
+        assert set(sweep["benchmark"]) == {"sums_val"}  # the sweep never sees the evaluation set
+    final = pd.read_parquet(out / "final" / "riskpo_batch-s0" / "eval.parquet")
+    assert set(final["benchmark"]) == {"sums"} and set(final["step"]) == {0, 1, 2}
+    run = json.loads((out / "final" / "riskpo_batch-s0" / "run.json").read_text())
+    assert run["algorithm"] == "riskpo_batch" and run["experiment"] == "mini"
+    assert sorted(p.name for p in (out / "final" / "grpo-s0" / "checkpoints").glob("step-*")) == ["step-000002"]
+    report = (out / "report.md").read_text()
+    assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
+    assert (out / "two_mini_batches" / "report.md").is_file()
+
+    # called again: everything is done, nothing runs
+    capsys.readouterr()
+    main([str(path), "--out", str(out)])
+    assert "protocol: " not in capsys.readouterr().out
+
+    # more steps planned: the final runs and the variant's resume from their last checkpoint
+    before = pd.read_parquet(out / "final" / "grpo-s0" / "metrics.parquet")
+    main([str(path), "--out", str(out), "final.overrides=[trainer.steps=3]"])
+    printed = capsys.readouterr().out
+    assert printed.count("protocol: ") == printed.count("(partial)") == 3 and "sweep" not in printed
+    after = pd.read_parquet(out / "final" / "grpo-s0" / "metrics.parquet")
+    assert after["step"].tolist() == [0, 1, 2]
+    same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
+    pd.testing.assert_frame_equal(after[same].iloc[:2], before[same])
+
+
+def test_bad_protocols_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="no protocol 'nope'.*known: arith, sums"):
+        load_protocol("nope")
+    path = write_protocol(tmp_path)
+    with pytest.raises(ConfigError, match="variants.two_mini_batches.algorithms: 'dapo'"):
+        load_protocol(str(path), ["variants.two_mini_batches.algorithms=[dapo]"])
+    with pytest.raises(ConfigError, match="sweep.lrs"):
+        load_protocol(str(path), ["sweep.lrs=[]"])
