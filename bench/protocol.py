@@ -188,9 +188,12 @@ def choice_lines(p: ProtocolConfig, choice: dict[str, dict]) -> list[str]:
 
 def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict]) -> Path:
     from bench.report import write_report
-    from bench.reporting.results import load_results
+    from bench.reporting.results import conclusion, load_results
 
-    preface = choice_lines(p, choice)
+    final = load_results(out / "final")
+    others = [name for name in p.algorithms if name not in (p.baseline, p.target)]
+    preface = [f"Every other algorithm against {p.baseline}:", "",
+               *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
     for name, variant in p.variants.items():
         if (out / name).is_dir():
             write_report(load_results(out / name), target / name, p.baseline, p.target)
@@ -199,7 +202,7 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict]) 
     settings = " ".join([*p.base, *p.final.overrides])
     preface += ["## Settings", "", f"Every final run: `{settings}`; per algorithm:", "",
                 *(f"- {name}: `{' '.join(args) or '(defaults)'}`" for name, args in p.algorithms.items()), ""]
-    return write_report(load_results(out / "final"), target, p.baseline, p.target, preface=preface)
+    return write_report(final, target, p.baseline, p.target, preface=preface)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

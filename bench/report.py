@@ -15,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench.reporting.figures import diversity_figure, entropy_figure, passk_figure, quantiles_figure, reward_figure
+from bench.reporting.figures import (
+    diversity_figure,
+    entropy_figure,
+    improvement_figure,
+    kl_figure,
+    passk_figure,
+    quantiles_figure,
+    reward_figure,
+)
 from bench.reporting.results import (
     CONFIDENCE,
     Results,
@@ -35,6 +43,7 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
     lines placed after the conclusion (bench.protocol's account of its lr choice)."""
     figures = {"entropy.png": entropy_figure(results), "reward.png": reward_figure(results),
                "passk.png": passk_figure(results), "diversity.png": diversity_figure(results),
+               "kl.png": kl_figure(results), "improvement.png": improvement_figure(results, baseline),
                "quantiles.png": quantiles_figure(results)}
     lines = [f"# Report: {len(results.runs)} runs", "", "## Conclusion", "", conclusion(results, baseline, target, ks),
              "", *preface, "## pass@k at the final evaluation", "",
@@ -43,8 +52,10 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
              pass_table(results, baseline, ks), "", "## Figures", ""]
     for name, fig in figures.items():
         if fig is None:
-            why = ("logged RiskPO's quantiles (algo/riskpo/*)" if name == "quantiles.png" else
-                   "has answer-diversity columns (older runs, or code benchmarks only)")
+            why = {"quantiles.png": "logged RiskPO's quantiles (algo/riskpo/*)",
+                   "kl.png": "measured its KL from the initial policy (older runs, eval.kl_from_initial=false)",
+                   "improvement.png": f"of {baseline} and another algorithm evaluated the same problems"}.get(
+                name, "has answer-diversity columns (older runs, or code benchmarks only)")
             lines += [f"No run {why}: no {name}.", ""]
             continue
         write_atomically(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))

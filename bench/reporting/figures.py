@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator, ScalarFormatter
 
 import algorithms
-from bench.reporting.results import CONFIDENCE, QUANTILES, Results, final_rows, half_width
+from bench.reporting.results import CONFIDENCE, QUANTILES, Results, final_rows, half_width, improvement
 
 
 def mean_band(ax: Axes, frame: pd.DataFrame, y: str, at: str = "step", x: Optional[str] = None) -> None:
@@ -64,13 +64,39 @@ def averaged(window: int) -> str:
     return "" if window == 1 else f"; {window}-step moving average"
 
 
+SPLIT = {"train/entropy_answer": "answer tokens (in the box)", "train/entropy_other": "the other tokens"}
+
+
 def entropy_figure(results: Results) -> Figure:
-    metrics, window = smoothed(results.metrics, "train/entropy")
-    fig, (ax,) = panels(1, f"Token entropy of the sampled responses\n(mean over seeds, {CONFIDENCE:.0%} t-band"
-                           f"{averaged(window)})", 7)
-    mean_band(ax, metrics, "train/entropy")
-    ax.set(xlabel="step", ylabel="mean token entropy (nats)")
-    ax.legend()
+    """Token entropy; with a panel each for answer tokens and the rest where runs logged the split."""
+    split = [c for c in SPLIT if c in results.metrics and results.metrics[c].notna().any()]
+    columns = ["train/entropy", *split]
+    fig, axes = panels(len(columns), f"Token entropy of the sampled responses\n(mean over seeds, {CONFIDENCE:.0%} "
+                                     f"t-band{averaged(smoothed(results.metrics, columns[0])[1])})", 7 if not split else 5)
+    for ax, column in zip(axes, columns):
+        mean_band(ax, smoothed(results.metrics, column)[0], column)
+        ax.set(xlabel="step", ylabel="mean token entropy (nats)", title=SPLIT.get(column, "all response tokens"))
+    axes[0].legend()
+    return fig
+
+
+def kl_figure(results: Results) -> Optional[Figure]:
+    """The matched-distance view: pass@1 and answer diversity at every evaluation against the KL
+    of the sampling policy from the initial one (mean over seeds); None when no run measured it."""
+    evals = results.evals
+    if "kl_from_initial" not in evals or evals["kl_from_initial"].isna().all():
+        return None
+    evals = evals[evals["k"] == 1].dropna(subset=["kl_from_initial"])
+    columns = {"pass_at_k": "pass@1", "distinct_correct": "distinct correct answers"}
+    columns = {c: label for c, label in columns.items() if c in evals and evals[c].notna().any()}
+    benchmarks = sorted(set(evals["benchmark"]))
+    fig, axes = panels(len(columns) * len(benchmarks), "At equal distance moved: each evaluation against "
+                       "KL(policy || initial policy) on its samples (mean over seeds)")
+    for i, (benchmark, (column, label)) in enumerate((b, c) for b in benchmarks for c in columns.items()):
+        mean_band(axes[i], evals[evals["benchmark"] == benchmark], column, x="kl_from_initial")
+        axes[i].set(title=benchmark, xlabel="KL from the initial policy (nats per response)", ylabel=label)
+        axes[i].xaxis.set_major_locator(MaxNLocator())  # KL is no count
+    axes[0].legend()
     return fig
 
 
@@ -142,4 +168,32 @@ def quantiles_figure(results: Results) -> Optional[Figure]:
         ax.set(title=f"{name} (one line per run)", xlabel="step", ylabel="paper score quantile")
         ax.legend(fontsize=8)
         style(ax)
+    return fig
+
+
+def improvement_figure(results: Results, baseline: str = "grpo") -> Optional[Figure]:
+    """The probability that each algorithm beats ``baseline`` on a problem (``improvement``), for
+    pass@1 and distinct correct answers, with its interval over problems; None without a baseline
+    run or another algorithm."""
+    problems = results.problems
+    others = sorted(set(problems["algorithm"]) - {baseline})
+    if baseline not in set(problems["algorithm"]) or not others:
+        return None
+    columns = {"c": "pass@1"} | ({"distinct_correct": "distinct correct answers"}
+                                if "distinct_correct" in problems and problems["distinct_correct"].notna().any() else {})
+    benchmarks = sorted(set(problems["benchmark"]))
+    fig, axes = panels(len(columns) * len(benchmarks), f"Probability of improvement over {baseline} on a problem "
+                       f"(final evaluation, every pair of seeds; {CONFIDENCE:.0%} CI over problems)", 4.5)
+    for ax, (benchmark, (column, label)) in zip(axes, ((b, c) for b in benchmarks for c in columns.items())):
+        rows = problems[problems["benchmark"] == benchmark]
+        for i, name in enumerate(others):
+            d = improvement(rows, column, baseline, name)
+            if d is not None:
+                ax.errorbar([d.target], [i], xerr=[[d.target - d.low], [d.high - d.target]], fmt="o", capsize=3,
+                            color=series_color(name, list(problems["series"].cat.categories))
+                            if name in problems["series"].cat.categories else f"C{i}")
+        ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=f"{benchmark}: {label}", xlabel=f"P(algorithm > {baseline})", xlim=(0, 1))
+        ax.set_yticks(range(len(others)), others)
+        ax.grid(alpha=0.3)
     return fig

@@ -175,13 +175,39 @@ def problem_difference(problems: pd.DataFrame, k: int, baseline: str, target: st
     rows = final_rows(problems)
     rows = rows[rows["n"] >= k]
     rows = rows.assign(p=passk.pass_at_k_array(rows["n"].to_numpy(int), rows["c"].to_numpy(int), k))
-    per_problem = rows.groupby(["uid", "algorithm"])["p"].mean().unstack()
+    return paired_over_problems(rows, "p", baseline, target, f"no problem with n >= {k} in both")
+
+
+def paired_over_problems(rows: pd.DataFrame, column: str, baseline: str, target: str, none: str) -> Difference:
+    """``column`` per problem averaged over seeds per algorithm; target - baseline on the shared
+    problems, with its bootstrap interval over problems (``none``: what to say without any)."""
+    per_problem = rows.dropna(subset=[column]).groupby(["uid", "algorithm"])[column].mean().unstack()
     both = per_problem[[target, baseline]].dropna() if {target, baseline} <= set(per_problem.columns) else None
     if both is None or both.empty:
-        return Difference(float("nan"), float("nan"), float("nan"), float("nan"), f"no problem with n >= {k} in both")
+        return Difference(float("nan"), float("nan"), float("nan"), float("nan"), none)
     low, high = passk.bootstrap_ci((both[target] - both[baseline]).to_numpy(), confidence=CONFIDENCE,
                                    resamples=2000, seed=0)
     return Difference(both[target].mean(), both[baseline].mean(), low, high, f"bootstrap CI over {len(both)} problems")
+
+
+def improvement(problems: pd.DataFrame, column: str, baseline: str, target: str) -> Optional[Difference]:
+    """The probability of improvement (Agarwal et al. 2021, rliable): P(X > Y) + P(X = Y) / 2 for
+    ``column`` at the final step, X a target run's value on a problem and Y a baseline run's on the
+    same problem, over every pair of their seeds; the mean over problems with a bootstrap interval
+    over problems (``baseline`` holds the 0.5 of no difference). None without shared problems."""
+    rows = final_rows(problems).dropna(subset=[column])
+    if column == "c":
+        rows = rows.assign(c=rows["c"] / rows["n"])  # pass@1 per problem
+    runs = {name: rows[rows["algorithm"] == name].pivot_table(index="uid", columns="seed", values=column)
+            for name in (target, baseline)}
+    shared = runs[target].index.intersection(runs[baseline].index)
+    if shared.empty:
+        return None
+    x, y = runs[target].loc[shared].to_numpy()[:, :, None], runs[baseline].loc[shared].to_numpy()[:, None, :]
+    wins = np.where(np.isnan(x) | np.isnan(y), np.nan, (x > y) + 0.5 * (x == y))  # a seed missing: no pair
+    p_i = np.nanmean(wins, axis=(1, 2))
+    low, high = passk.bootstrap_ci(p_i, confidence=CONFIDENCE, resamples=2000, seed=0)
+    return Difference(float(p_i.mean()), 0.5, low, high, f"bootstrap CI over {len(shared)} problems")
 
 
 def pass_difference(scope: Results, benchmark: str, k: int, baseline: str, target: str) -> Difference:
@@ -239,6 +265,12 @@ def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
                 d = pass_difference(scope, benchmark, k, baseline, target)
                 text = describe(d, baseline) if np.isfinite(d.value) else f"not available for both ({d.over})"
                 sentences.append(f"pass@{k} on {benchmark}: {target} {text}.")
+            problems = scope.problems[scope.problems["benchmark"] == benchmark]
+            if "distinct_correct" in problems and problems["distinct_correct"].notna().any():
+                d = paired_over_problems(final_rows(problems), "distinct_correct", baseline, target, "no problem in both")
+                if np.isfinite(d.value):
+                    sentences.append(f"Distinct correct answers per problem on {benchmark}: {target} "
+                                     f"{describe(d, baseline)}.")
         if scope.evals.empty:
             sentences.append("No pass@k evaluations yet.")
         paragraphs.append(head + " ".join(sentences))

@@ -13,7 +13,15 @@ from matplotlib.image import imread
 
 from bench.evaluation import passk
 from bench.report import main, write_report
-from bench.reporting.results import conclusion, final_window, load_results, pass_table, problem_difference
+from bench.reporting.figures import improvement_figure, kl_figure
+from bench.reporting.results import (
+    conclusion,
+    final_window,
+    improvement,
+    load_results,
+    pass_table,
+    problem_difference,
+)
 
 # what tests/bench/conftest.py trains
 EXPERIMENT, ALGORITHMS, SEEDS = "compare_arith", ("grpo", "riskpo", "riskpo_seeking"), (0, 1)
@@ -85,14 +93,15 @@ def test_report_command_end_to_end(results_dir, tmp_path):
     assert all(f"| {a} | arith |" in diversity for a in ALGORITHMS)
     timing = text.split("## Where the time went")[1].split("## Runs")[0]
     assert "| algorithm | generate | score |" in timing and all(f"| {a} |" in timing for a in ALGORITHMS)
-    for name in ("entropy", "reward", "passk", "diversity", "quantiles"):
+    for name in ("entropy", "reward", "passk", "diversity", "kl", "improvement", "quantiles"):
         assert f"![{name}]({name}.png)" in text
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = imread(png).shape
         assert height > 200 and width > 400
     written = sorted(p.name for p in out.iterdir())  # no temporary files left behind
-    assert written == ["diversity.png", "entropy.png", "passk.png", "quantiles.png", "report.md", "reward.png"]
+    assert written == ["diversity.png", "entropy.png", "improvement.png", "kl.png", "passk.png", "quantiles.png",
+                       "report.md", "reward.png"]
     assert "riskpo ended with entropy" in done.stdout
 
 
@@ -102,6 +111,34 @@ def test_report_without_riskpo_runs_says_so_and_skips_the_quantiles(tmp_path):
     text = write_report(load_results(tmp_path), tmp_path / "out").read_text()
     assert "no riskpo runs, so no comparison of riskpo with grpo (algorithms here: dapo, grpo)" in text
     assert "no quantiles.png" in text and not (tmp_path / "out" / "quantiles.png").exists()
+    assert "no kl.png" in text  # hand-made runs measured no KL
+
+
+def test_the_probability_of_improvement_by_hand(tmp_path):
+    """Two problems, target seeds {0, 1} against baseline seeds {0, 1}: problem q0 target c = (3, 1)
+    vs baseline (2, 2) -> pairs 3>2, 3>2, 1<2, 1<2 -> 0.5; q1 (2, 2) vs (2, 0) -> tie 0.5, win 1,
+    tie 0.5, win 1 -> 0.75; the mean 0.625."""
+    make_run(tmp_path, "riskpo", 0, 0.1, [3, 2])
+    make_run(tmp_path, "riskpo", 1, 0.1, [1, 2])
+    make_run(tmp_path, "grpo", 0, 0.1, [2, 2])
+    make_run(tmp_path, "grpo", 1, 0.1, [2, 0])
+    results = load_results(tmp_path)
+    d = improvement(results.problems, "c", "grpo", "riskpo")
+    assert d.target == pytest.approx(0.625) and d.baseline == 0.5 and d.low <= 0.625 <= d.high
+    assert improvement(results.problems, "c", "riskpo", "riskpo").target == 0.5  # against itself: all ties or even
+    fig = improvement_figure(results, "grpo")
+    (x,), _ = fig.axes[0].lines[0].get_data()
+    assert x == pytest.approx(0.625)
+
+
+def test_the_kl_view_plots_each_evaluation_at_its_mean_kl_over_seeds(tmp_path):
+    for seed, kl in ((0, [0.0, 1.0]), (1, [0.0, 3.0])):
+        run = make_run(tmp_path, "grpo", seed, 0.1, [1, 2])
+        pd.DataFrame({"step": [0, 2], "benchmark": "arith", "k": 1, "pass_at_k": [0.2, 0.4 + 0.2 * seed], "n": 4,
+                      "kl_from_initial": kl, "task_version": "1"}).to_parquet(run / "eval.parquet")
+    fig = kl_figure(load_results(tmp_path))
+    line = fig.axes[0].get_lines()[0]
+    assert line.get_xdata().tolist() == [0.0, 2.0] and line.get_ydata().tolist() == pytest.approx([0.2, 0.5])
 
 
 # --- clear errors ----------------------------------------------------------------------------------
