@@ -98,8 +98,11 @@ class AimeTask(Task):
             return f"So the final answer is {problem.answer}.\n\nAnswer: {problem.answer}"
         return super().reference(problem, rng)
 
-    def answer_span(self, completion: str) -> Optional[tuple[int, int]]:
-        return dapo_answer_span(completion) if self.config.template == "dapo" else super().answer_span(completion)
+    def answer_spans(self, completion: str) -> list[tuple[int, int]]:
+        if self.config.template == "dapo":
+            span = dapo_answer_span(completion)
+            return [span] if span else []
+        return super().answer_spans(completion)
 
 
 def integer_text(value: object) -> str:

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 from typing import Optional
 
 from tasks.base import Problem, Task, TaskConfig, Verdict
 from tasks.math import judge
+
+RESULT = re.compile(r"= (-?[0-9]+)\.")  # a worked step's result, as ``demonstration`` writes it
 
 TEMPLATES = {
     "plain": "{question}",  # the tiny model learns the answer format from demonstrations
@@ -92,6 +95,10 @@ class ArithTask(Task):
 
     def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         return demonstration(problem)  # what the tiny model's warm start imitates
+
+    def answer_spans(self, completion: str) -> list[tuple[int, int]]:
+        """Each step's result ("12+7 = 19.": the 19) and the box: the tokens the arithmetic decides."""
+        return [m.span(1) for m in RESULT.finditer(completion)] + super().answer_spans(completion)
 
 
 def generate(rng: random.Random, digits: int, operands: int, operators: str) -> tuple[str, list]:

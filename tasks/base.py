@@ -113,12 +113,14 @@ class Task:
         draws); a task with one right answer ignores it."""
         return f"So the final answer is $\\boxed{{{problem.answer}}}$."
 
-    def answer_span(self, completion: str) -> Optional[tuple[int, int]]:
-        """Where the answer sits in ``completion`` (``completion[start:end]``), or None: by default
-        the last \\boxed{}'s content, as the math-style verifiers read it. The trainer splits token
-        entropy by it into answer tokens and the rest (``train/entropy_answer``, ``train/entropy_other``);
-        a suite whose answer is no span (code) returns None."""
-        return last_boxed_span(completion)
+    def answer_spans(self, completion: str) -> list[tuple[int, int]]:
+        """Where ``completion`` states its answer (``completion[start:end]`` each): by default the
+        last \\boxed{}'s content, as the math-style verifiers read it; suites whose worked format
+        states results before the box add those. The trainer splits token entropy by them into
+        answer tokens and the rest (``train/entropy_answer``, ``train/entropy_other``); a suite
+        whose answer is no span (code) returns []."""
+        span = last_boxed_span(completion)
+        return [span] if span else []
 
     def inline_problem(self, row: Mapping[str, Any]) -> Problem:
         """A problem from a gold answer given inline (bench.score rows without an id)."""

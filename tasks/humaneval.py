@@ -74,8 +74,8 @@ class HumanEvalTask(Task):
     votes = False  # programs are not compared by majority vote
     comparable_answers = False  # nor counted as distinct answers: two programs can differ and agree
 
-    def answer_span(self, completion: str) -> None:
-        return None  # the whole program is the answer: no entropy split
+    def answer_spans(self, completion: str) -> list[tuple[int, int]]:
+        return []  # the whole program is the answer: no entropy split
 
     @property
     def limits(self) -> Limits:

@@ -42,6 +42,7 @@ from tasks.base import Problem, Task, TaskConfig, Verdict
 from tasks.extract import last_boxed
 
 LOW, HIGH = 10, 99  # the two-digit numbers: every L and H lies here
+STATED = re.compile(r"(?:Take|=) ([0-9]+)\.")  # the worked format's numbers (``demonstration``)
 PAIR = re.compile(r"\s*([0-9]{1,9})\s*\+\s*([0-9]{1,9})\s*")  # ASCII digits only; the cap keeps int() cheap
 
 TEMPLATES = {
@@ -120,6 +121,11 @@ class SumsTask(Task):
 
     def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:
         return demonstration(problem, problem.uid if rng is None else rng)  # without rng: one draw per problem
+
+    def answer_spans(self, completion: str) -> list[tuple[int, int]]:
+        """The chosen number ("Take 23."), the other one ("57-23 = 34.") and the box: where the
+        choice among the right answers is made, and where it is copied."""
+        return [m.span(1) for m in STATED.finditer(completion)] + super().answer_spans(completion)
 
 
 def answers(total: int, low: int, high: int) -> range:

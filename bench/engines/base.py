@@ -158,12 +158,12 @@ def finish_batch(tokenizer: Any, prompt_ids: list[list[int]], n: int, responses:
 
 
 def span_tokens(tokenizer: Any, rollouts: Rollouts,
-                spans: Sequence[Optional[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
-    """The response tokens that overlap each row's character span of its text: (inside_bt [N, T]
-    bool, mapped_b [N] bool). A token's characters are found by decoding it alone, so a row is
-    mapped only when its tokens, decoded one by one, spell its text (they do for ASCII; the pieces
-    of a multi-byte character split across byte-level tokens do not). A row without a span
-    (None) is mapped, with no token inside."""
+                spans: Sequence[Sequence[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
+    """The response tokens that overlap any of each row's character spans of its text:
+    (inside_bt [N, T] bool, mapped_b [N] bool). A token's characters are found by decoding it
+    alone, so a row is mapped only when its tokens, decoded one by one, spell its text (they do
+    for ASCII; the pieces of a multi-byte character split across byte-level tokens do not). A row
+    without spans is mapped, with no token inside."""
     inside_bt = torch.zeros(rollouts.input_ids.shape, dtype=torch.bool)
     mapped_b = torch.zeros(len(rollouts), dtype=torch.bool)
     cols_b = [row.nonzero().flatten() for row in rollouts.response_mask > 0]
@@ -176,10 +176,8 @@ def span_tokens(tokenizer: Any, rollouts: Rollouts,
         if not "".join(row).startswith(rollouts.texts[b]):
             continue
         mapped_b[b] = True
-        if spans[b] is None:
-            continue
-        start, end = spans[b]
         lengths = torch.tensor([len(p) for p in row], dtype=torch.long)
         ends = lengths.cumsum(0)
-        inside_bt[b, cols[(lengths > 0) & (ends - lengths < end) & (ends > start)]] = True
+        for start, end in spans[b]:
+            inside_bt[b, cols[(lengths > 0) & (ends - lengths < end) & (ends > start)]] = True
     return inside_bt, mapped_b

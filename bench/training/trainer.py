@@ -84,7 +84,7 @@ class UpdateBatch:
     adv_b: torch.Tensor  # [N] float32
     old_logp_bt: Optional[torch.Tensor] = None  # [N, T] the sampling policy's; None: each pass's own, detached
     ref_logp_bt: Optional[torch.Tensor] = None  # [N, T] the reference's (KL penalty)
-    answer_bt: Optional[torch.Tensor] = None  # [N, T] bool: answer tokens (Task.answer_span)
+    answer_bt: Optional[torch.Tensor] = None  # [N, T] bool: answer tokens (Task.answer_spans)
     other_bt: Optional[torch.Tensor] = None  # [N, T] bool: the other response tokens of rows that map
 
 
@@ -359,10 +359,10 @@ class Trainer:
 
     def answer_tokens(self, r: Rollouts) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """(answer_bt, other_bt) on the policy's device: the tokens of each response inside its
-        task's answer span, and its other tokens; rows whose tokens do not map to their text are in
+        task's answer spans, and its other tokens; rows whose tokens do not map to their text are in
         neither. (None, None) when the task marks no answer in any response (code)."""
-        spans = [self.task.answer_span(text) for text in r.texts]
-        if all(span is None for span in spans):
+        spans = [self.task.answer_spans(text) for text in r.texts]
+        if not any(spans):
             return None, None
         answer_bt, mapped_b = span_tokens(self.tokenizer, r, spans)
         other_bt = (r.response_mask > 0) & mapped_b[:, None] & ~answer_bt

@@ -313,8 +313,10 @@ def test_span_tokens_marks_the_answer_tokens_of_real_responses():
                                                                   for x in responses],
                        ["stop"] * 4, tokenizer.pad_token_id)
     assert r.texts == texts
-    inside_bt, mapped_b = span_tokens(tokenizer, r, [last_boxed_span(t) for t in texts])
+    spans = [[span] if (span := last_boxed_span(t)) else [] for t in texts]
+    spans[0].insert(0, (5, 7))  # "Take 23.": the 23 too
+    inside_bt, mapped_b = span_tokens(tokenizer, r, spans)
     assert mapped_b.tolist() == [True, True, False, True]
     spelled = [tokenizer.decode(r.input_ids[b][inside_bt[b]]) for b in range(4)]
-    assert spelled[0] == "23+34" and spelled[1] == "" and spelled[2] == ""
+    assert spelled[0] == "2323+34" and spelled[1] == "" and spelled[2] == ""
     assert spelled[3].strip() == "7" and not (inside_bt & (r.response_mask == 0)).any()

@@ -10,7 +10,6 @@ from algorithms.base import LossAgg, RewardBatch, advantage_step
 from bench.compose import load_run_config
 from bench.models.policy import token_logprobs
 from bench.training.trainer import STAGES, StageClock, Trainer, UpdateBatch
-from tasks.extract import last_boxed_span
 from tasks.scoring import Scorer
 
 SMALL = ["trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=2", "eval.n=1",
@@ -71,7 +70,8 @@ def test_the_covariance_of_log_prob_and_advantage(tmp_path):
 
 def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
     """train/entropy_answer and train/entropy_other from the micro-steps equal the token means of
-    one whole-batch forward pass over the tokens inside and outside each response's box."""
+    one whole-batch forward pass over the tokens inside and outside each response's answer spans
+    (sums: the chosen number, the other one, the box)."""
     config = load_run_config([*SMALL, "task=sums", "model=tiny_sums", "rollout.max_new_tokens=40",
                               "trainer.micro_batch_size=3"])
     with Scorer(tasks.build(config.task), workers=0) as scorer:
@@ -90,8 +90,10 @@ def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
     assert answer_bt.any() and other_bt.any() and not (answer_bt & other_bt).any()
     assert out["train/entropy_answer"] == pytest.approx(ent_bt[answer_bt].mean().item(), rel=1e-4)
     assert out["train/entropy_other"] == pytest.approx(ent_bt[other_bt].mean().item(), rel=1e-4)
-    boxed = [(b, last_boxed_span(t)) for b, t in enumerate(r.texts) if last_boxed_span(t)]
-    assert boxed and all(trainer.tokenizer.decode(r.input_ids[b][answer_bt[b]]) == r.texts[b][i:j] for b, (i, j) in boxed)
+    spans = [trainer.task.answer_spans(t) for t in r.texts]
+    assert any(len(s) == 3 for s in spans)  # the worked format: Take a. N-a = b. \boxed{a+b}
+    assert all(trainer.tokenizer.decode(r.input_ids[b][answer_bt[b]]) == "".join(r.texts[b][i:j] for i, j in s)
+               for b, s in enumerate(spans))
 
 
 def test_the_stage_clock_laps():

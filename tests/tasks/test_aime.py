@@ -121,10 +121,10 @@ def test_dapo_no_answer_line_and_the_300_character_tail():
 
 def test_dapo_answer_span_is_what_was_read():
     completion = "x" * 400 + "\nAnswer: 24\nthen Answer: $25$ \nok"
-    start, end = DAPO.answer_span(completion)
+    [(start, end)] = DAPO.answer_spans(completion)
     assert completion[start:end] == "$25$ "
-    assert DAPO.answer_span("Answer: 25\n" + "x" * 300) is None
-    assert TASK.answer_span("Answer: \\boxed{25}") is not None  # boxed_cot keeps the box
+    assert DAPO.answer_spans("Answer: 25\n" + "x" * 300) == []
+    assert TASK.answer_spans("Answer: \\boxed{25}") == [(15, 17)]  # boxed_cot keeps the box
 
 
 def test_hub_dataset_fails_fast_and_clearly_offline():

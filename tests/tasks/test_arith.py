@@ -79,6 +79,11 @@ def test_demonstrations_score_correct_and_wrong_answers_do_not():
         assert task.score(problem, "no idea").reason == "no_answer"
 
 
+def test_answer_spans_are_each_result_and_the_box():
+    text = "12+7 = 19. 19*3 = 57. 57-60 = -3. The answer is \\boxed{-3}."
+    assert [text[i:j] for i, j in ArithTask(ArithConfig()).answer_spans(text)] == ["19", "57", "-3", "-3"]
+
+
 def test_prompt_templates():
     problem = ArithTask(ArithConfig(**SMALL)).load("arith")[0]
     plain = ArithTask(ArithConfig(**SMALL)).prompt(problem)

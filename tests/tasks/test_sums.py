@@ -165,6 +165,12 @@ def test_verifier_survives_huge_inputs():
     assert task.score(p, "\\boxed{" + " " * 100_000 + "58+79}").correct
 
 
+def test_answer_spans_are_the_stated_numbers_and_the_box():
+    text = "Take 23. 57-23 = 34. The answer is \\boxed{23+34}."
+    assert [text[i:j] for i, j in SumsTask(SumsConfig()).answer_spans(text)] == ["23", "34", "23+34"]
+    assert SumsTask(SumsConfig()).answer_spans("no answer") == []
+
+
 def test_prompt_templates():
     p = SumsTask(SumsConfig(**SMALL)).load("sums")[0]
     assert SumsTask(SumsConfig(**SMALL)).prompt(p) == [{"role": "user", "content": p.question}]
