@@ -205,43 +205,56 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict]) 
     return write_report(final, target, p.baseline, p.target, preface=preface)
 
 
+def plan_line(run: Run) -> str:
+    steps = load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
+    return f"{state(run, steps):8s} {run.stage:16s} {run.algorithm:16s} lr={run.lr:<8g} {run.run_dir}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.protocol", description=__doc__.split("\n")[0])
     parser.add_argument("protocol", help="a name in conf/protocol (sums, arith) or a .yaml path")
     parser.add_argument("overrides", nargs="*", help="dot-list overrides of the protocol (final.seeds=[0])")
     parser.add_argument("--out", type=Path, help="the results directory (default: results/<name>)")
     parser.add_argument("--report", type=Path, help="where report.md goes (default: the results directory)")
-    parser.add_argument("--plan", action="store_true", help="list the runs and their state; run nothing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true", help="list the runs and their state; run nothing")
+    mode.add_argument("--report-only", action="store_true",
+                      help="report on the final runs so far (unfinished ones with what they have); run nothing")
     args = parser.parse_intermixed_args(argv)
     try:
         p = load_protocol(args.protocol, args.overrides)
         out = args.out or PROJECT_ROOT / "results" / p.name
         sweep = sweep_runs(p, out)
-        steps = {r: load_run_config([*r.overrides, f"seed={r.seed}"]).trainer.steps for r in sweep}
+        lines = [plan_line(run) for run in sweep]
     except ConfigError as err:
         print(f"bench.protocol: {err}", file=sys.stderr)
         sys.exit(2)
-    if args.plan:
-        for run in sweep:
-            print(f"{state(run, steps[run]):8s} {run.stage:10s} {run.algorithm:16s} lr={run.lr:g} {run.run_dir}")
-        if not all(state(r, steps[r]) == "done" for r in sweep):
-            print("(final runs: once the sweep is done and the lrs are chosen)")
-            return
-    else:
-        for run in sweep:
+    running = not (args.plan or args.report_only)
+    for run, line in zip(sweep, lines):
+        if args.plan:
+            print(line)
+        elif running:
             execute(run)
+    if not running and any(not line.startswith("done") for line in lines):
+        if args.report_only:
+            print("bench.protocol: the sweep is not finished, so no lr is chosen and no final run exists yet; "
+                  "run the protocol first", file=sys.stderr)
+            sys.exit(2)
+        print("(the final runs come once the sweep is done and the lrs are chosen)")
+        return
     choice = choose(p, sweep)
     write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
-    later = later_runs(p, out, {name: c["lr"] for name, c in choice.items()})
-    for run in later:
+    for run in later_runs(p, out, {name: c["lr"] for name, c in choice.items()}):
         if args.plan:
-            steps_run = load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
-            print(f"{state(run, steps_run):8s} {run.stage:10s} {run.algorithm:16s} lr={run.lr:g} {run.run_dir}")
-        else:
+            print(plan_line(run))
+        elif running:
             execute(run)
-    if not args.plan:
-        path = report(p, out, args.report or out, choice)
-        print(f"report: {path}")
+    if args.plan:
+        return
+    if not (out / "final").is_dir():
+        print(f"bench.protocol: no final run in {out / 'final'} yet; run the protocol first", file=sys.stderr)
+        sys.exit(2)
+    print(f"report: {report(p, out, args.report or out, choice)}")
 
 
 if __name__ == "__main__":

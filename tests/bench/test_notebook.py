@@ -26,6 +26,6 @@ def test_notebook_runs_on_the_fixture_results(results_dir, monkeypatch):
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     figures = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(figures) == 5  # entropy, reward, pass@k, answer diversity, quantiles
+    assert len(figures) == 6  # entropy, reward, pass@k, answer diversity, KL view, quantiles
     printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
     assert "riskpo ended with entropy" in printed and "riskpo_seeking ended with entropy" in printed

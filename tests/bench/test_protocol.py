@@ -48,10 +48,12 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
     assert (out / "two_mini_batches" / "report.md").is_file()
 
-    # called again: everything is done, nothing runs
+    # called again: everything is done, nothing runs; --report-only only writes the report elsewhere
     capsys.readouterr()
     main([str(path), "--out", str(out)])
     assert "protocol: " not in capsys.readouterr().out
+    main([str(path), "--out", str(out), "--report-only", "--report", str(tmp_path / "docs")])
+    assert "protocol: " not in capsys.readouterr().out and (tmp_path / "docs" / "report.md").read_text() == report
 
     # more steps planned: the final runs and the variant's resume from their last checkpoint
     before = pd.read_parquet(out / "final" / "grpo-s0" / "metrics.parquet")
@@ -62,6 +64,17 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     assert after["step"].tolist() == [0, 1, 2]
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
     pd.testing.assert_frame_equal(after[same].iloc[:2], before[same])
+
+
+def test_plan_and_report_only_run_nothing(tmp_path, capsys):
+    path, out = write_protocol(tmp_path), tmp_path / "out"
+    main([str(path), "--out", str(out), "--plan"])
+    printed = capsys.readouterr().out
+    assert printed.count("new ") == 4 and "the final runs come once the sweep is done" in printed
+    with pytest.raises(SystemExit) as stop:
+        main([str(path), "--out", str(out), "--report-only"])
+    assert stop.value.code == 2 and "the sweep is not finished" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_bad_protocols_are_one_line(tmp_path):
