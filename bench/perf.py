@@ -200,7 +200,8 @@ def step_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.compose import load_run_config
-    from bench.training.trainer import STAGES, Trainer
+    from bench.training.measures import STAGES
+    from bench.training.trainer import Trainer
 
     overrides = ["logger=none", "eval.problems=1", "trainer.eval_every=0", *args.overrides,
                  f"trainer.steps={args.steps + 1}"]

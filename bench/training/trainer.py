@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from tqdm import tqdm
@@ -33,37 +32,14 @@ from algorithms import ops
 from algorithms.base import LossNorm, PolicyBatch, RewardBatch, advantage_step
 from bench.config import RunConfig, Sampling, plain
 from bench.engines import Engine, Rollouts, build_engine
-from bench.engines.base import span_tokens
 from bench.evaluation.evaluator import Evaluator, load_benchmarks
-from bench.models.policy import load_policy, token_kl, token_logprobs
-from bench.training import seeds
+from bench.models.policy import load_policy, token_logprobs
+from bench.training import measures, seeds
+from bench.training.measures import StageClock
 from bench.training.sinks import Sinks, checkpoint_dir, latest_checkpoint
 from common import write_atomically
 from tasks.base import Problem, Verdict
 from tasks.scoring import Scorer
-
-STAGES = ("generate", "score", "advantages", "old_logprobs", "update", "sync", "eval", "checkpoint")
-
-
-class StageClock:
-    """Wall seconds per stage, read (and reset) once per metrics row as ``time/<stage>``."""
-
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += time.perf_counter() - start
-
-    def lap(self) -> dict[str, float]:
-        """Seconds per stage since the last lap; the clock starts again from zero."""
-        out = {f"time/{stage}": seconds for stage, seconds in self.seconds.items()}
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-        return out
 
 
 @dataclass
@@ -143,7 +119,7 @@ class Trainer:
         self.scorer = scorer or self.owned_scorer
         self.evaluator = Evaluator(config.eval, load_benchmarks(config.eval, [self.task]), self.engine,
                                    {self.task.config.name: self.scorer},
-                                   divergence=self.divergence if config.eval.kl_from_initial else None)
+                                   divergence=self.kl_from_initial if config.eval.kl_from_initial else None)
         self.sinks = Sinks(run_dir, plain(config), config.logger, str(self.device), resume_step=self.step,
                            identity={"algorithm": config.label("algorithm"), "task": config.label("task"),
                                      "model": config.label("model"), "seed": config.seed,
@@ -188,7 +164,7 @@ class Trainer:
             out = advantage_step(self.algo, reward_batch, len(batch.problems), self.state)
         self.state = out.out.state
         adv_b = out.adv_b
-        answer_bt, other_bt = self.answer_tokens(batch.rollouts)
+        answer_bt, other_bt = measures.answer_tokens(self.task, self.tokenizer, batch.rollouts, self.device)
         metrics = self.update(UpdateBatch(r, adv_b.to(self.device, torch.float32), answer_bt=answer_bt,
                                           other_bt=other_bt), step)
         adv = adv_b.double()
@@ -357,27 +333,9 @@ class Trainer:
         out["train/cov_logp_adv"] = ((seq_b - seq_b.mean()) * (a_b - a_b.mean())).mean().item()
         return out
 
-    def answer_tokens(self, r: Rollouts) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """(answer_bt, other_bt) on the policy's device: the tokens of each response inside its
-        task's answer spans, and its other tokens; rows whose tokens do not map to their text are in
-        neither. (None, None) when the task marks no answer in any response (code)."""
-        spans = [self.task.answer_spans(text) for text in r.texts]
-        if not any(spans):
-            return None, None
-        answer_bt, mapped_b = span_tokens(self.tokenizer, r, spans)
-        other_bt = (r.response_mask > 0) & mapped_b[:, None] & ~answer_bt
-        return answer_bt.to(self.device), other_bt.to(self.device)
-
-    def divergence(self, r: Rollouts) -> torch.Tensor:
-        """[N] each response's KL from the initial policy (``token_kl`` summed over its tokens),
-        at the rollout temperature; micro-batch by micro-batch."""
-        out = []
-        for rows in torch.arange(len(r)).split(self.t.micro_batch_size):
-            ids, attention = r.input_ids[rows].to(self.device), r.attention_mask[rows].to(self.device)
-            kl_bt = token_kl(self.model, self.initial, ids, attention, self.config.model.logprob_chunk,
-                             temperature=self.config.rollout.temperature)
-            out.append((kl_bt * r.response_mask[rows].to(self.device)).sum(-1).double().cpu())
-        return torch.cat(out)
+    def kl_from_initial(self, r: Rollouts) -> torch.Tensor:
+        return measures.kl_from(self.initial, self.model, r, rows=self.t.micro_batch_size,
+                                chunk=self.config.model.logprob_chunk, temperature=self.config.rollout.temperature)
 
     def logprobs(self, model: Any, r: Rollouts) -> torch.Tensor:
         return token_logprobs(model, r.input_ids, r.attention_mask, self.config.model.logprob_chunk,

@@ -14,7 +14,7 @@ import torch
 from bench.compose import ConfigError, load_run_config
 from bench.engines.vllm import VLLM_MISSING, vllm_available
 from bench.run import train
-from bench.training.trainer import STAGES
+from bench.training.measures import STAGES
 
 SMALL = ["trainer.steps=2", "trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24",
          "eval.problems=6", "eval.n=2", "trainer.eval_every=0", "logger=none"]

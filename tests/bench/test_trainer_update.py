@@ -9,7 +9,9 @@ import tasks
 from algorithms.base import LossAgg, RewardBatch, advantage_step
 from bench.compose import load_run_config
 from bench.models.policy import token_logprobs
-from bench.training.trainer import STAGES, StageClock, Trainer, UpdateBatch
+from bench.training import measures
+from bench.training.measures import STAGES, StageClock
+from bench.training.trainer import Trainer, UpdateBatch
 from tasks.scoring import Scorer
 
 SMALL = ["trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=2", "eval.n=1",
@@ -78,7 +80,7 @@ def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
         trainer = Trainer(config, tmp_path, scorer=scorer)
         try:
             r = trainer.collect(0).rollouts
-            answer_bt, other_bt = trainer.answer_tokens(r)
+            answer_bt, other_bt = measures.answer_tokens(trainer.task, trainer.tokenizer, r, trainer.device)
             adv_b = torch.zeros(len(r))
             stats = trainer.backward(UpdateBatch(r, adv_b, answer_bt=answer_bt, other_bt=other_bt), torch.arange(len(r)))
             tokens = {"": r.response_mask.sum().item(), "train/entropy_answer": answer_bt.sum().item(),
