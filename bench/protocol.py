@@ -108,7 +108,9 @@ def load_protocol(name: str, overrides: Sequence[str] = ()) -> ProtocolConfig:
 
 
 def lr_name(lr: float) -> str:
-    return f"lr{lr:.0e}".replace("e-0", "e-")  # lr1e-4
+    """lr1e-4, lr1.5e-4: as many digits as the value needs, so two lrs never share a name."""
+    digits = next(d for d in range(17) if float(f"{lr:.{d}e}") == lr)
+    return f"lr{lr:.{digits}e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def sweep_runs(p: ProtocolConfig, out: Path) -> list[Run]:
@@ -124,7 +126,7 @@ def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]
     stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides)]
     stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides]) for name, v in p.variants.items()]
     return [Run(stage, name, lrs[name], seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
-                out / stage / f"{name}-s{seed}")
+                out / stage / f"{name}-{lr_name(lrs[name])}-s{seed}")  # a changed choice never reuses a run
             for stage, names, seeds, extra in stages for name in names for seed in seeds]
 
 
@@ -165,7 +167,10 @@ def choose(p: ProtocolConfig, runs: list[Run]) -> dict[str, dict]:
         values = {}
         for run in (r for r in runs if r.algorithm == name):
             evals = pd.read_parquet(run.run_dir / "eval.parquet")
-            rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)]
+            rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)].dropna(subset=["pass_at_k"])
+            if rows.empty:
+                raise ConfigError(f"{run.run_dir}: no pass@{p.sweep.k} on {p.validation} to choose an lr by "
+                                  f"(sweep.k must be <= eval.n; the run's eval.parquet must be this protocol's)")
             values[run.lr] = float(rows.loc[rows["step"].idxmax(), "pass_at_k"])
         best = max(sorted(values), key=lambda lr: values[lr])  # max keeps the first of equals: the smaller lr
         choice[name] = {"lr": best, f"validation_pass@{p.sweep.k}": {f"{lr:g}": v for lr, v in values.items()}}
@@ -186,17 +191,23 @@ def choice_lines(p: ProtocolConfig, choice: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict]) -> Path:
+def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], runs: list[Run]) -> Path:
+    """report.md of the final runs in ``target`` (and one per variant below it); runs of an
+    earlier choice that are still on disk are left out."""
     from bench.report import write_report
-    from bench.reporting.results import conclusion, load_results
+    from bench.reporting.results import Results, conclusion, load_results
 
-    final = load_results(out / "final")
+    def current(stage: str) -> Results:
+        loaded = load_results(out / stage)
+        return loaded.subset([str(r.run_dir.relative_to(out / stage)) for r in runs if r.stage == stage])
+
+    final = current("final")
     others = [name for name in p.algorithms if name not in (p.baseline, p.target)]
     preface = [f"Every other algorithm against {p.baseline}:", "",
                *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
     for name, variant in p.variants.items():
         if (out / name).is_dir():
-            write_report(load_results(out / name), target / name, p.baseline, p.target)
+            write_report(current(name), target / name, p.baseline, p.target)
             preface += [f"Variant `{name}` (`{' '.join(variant.overrides)}`, {', '.join(variant.algorithms)} at "
                         f"their chosen lr): [its report]({name}/report.md).", ""]
     settings = " ".join([*p.base, *p.final.overrides])
@@ -226,6 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         out = args.out or PROJECT_ROOT / "results" / p.name
         sweep = sweep_runs(p, out)
         lines = [plan_line(run) for run in sweep]
+        for run in later_runs(p, out, dict.fromkeys(p.algorithms, p.sweep.lrs[0])):
+            plan_line(run)  # a bad final or variant override fails now, not after the sweep
     except ConfigError as err:
         print(f"bench.protocol: {err}", file=sys.stderr)
         sys.exit(2)
@@ -242,19 +255,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             sys.exit(2)
         print("(the final runs come once the sweep is done and the lrs are chosen)")
         return
-    choice = choose(p, sweep)
-    write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
-    for run in later_runs(p, out, {name: c["lr"] for name, c in choice.items()}):
-        if args.plan:
-            print(plan_line(run))
-        elif running:
-            execute(run)
+    try:
+        choice = choose(p, sweep)
+    except ConfigError as err:
+        print(f"bench.protocol: {err}", file=sys.stderr)
+        sys.exit(2)
+    later = later_runs(p, out, {name: c["lr"] for name, c in choice.items()})
     if args.plan:
+        print("\n".join(plan_line(run) for run in later))
         return
-    if not (out / "final").is_dir():
+    write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
+    for run in later if running else ():
+        execute(run)
+    if not any(state(run, 1) != "new" for run in later if run.stage == "final"):
         print(f"bench.protocol: no final run in {out / 'final'} yet; run the protocol first", file=sys.stderr)
         sys.exit(2)
-    print(f"report: {report(p, out, args.report or out, choice)}")
+    print(f"report: {report(p, out, args.report or out, choice, later)}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ class Task:
     config_type: ClassVar[type[TaskConfig]] = TaskConfig
     version: ClassVar[str] = "0"  # bumped whenever loading, prompting or judging changes a result
     templates: ClassVar[Mapping[str, str]] = {}  # name -> text with a {question} placeholder
-    benchmarks: ClassVar[tuple[str, ...]] = ()  # what ``load`` accepts besides ``train``
+    benchmarks: ClassVar[tuple[str, ...]] = ()  # what ``load`` accepts besides the training splits
+    train_splits: ClassVar[tuple[str, ...]] = ("train",)  # training pools that are no benchmark
     votes: ClassVar[bool] = True  # one right answer, so extracted answers can be voted on (maj@k)
     # extracted answers are normalised strings, so different ones can be counted (answer diversity)
     comparable_answers: ClassVar[bool] = True
@@ -73,9 +74,10 @@ class Task:
             raise TypeError(f"{type(self).__name__} needs a {self.config_type.__name__}, got {type(config).__name__}")
         if config.template not in self.templates:
             raise ValueError(f"task.template={config.template!r} is not one of: {', '.join(self.templates)}")
-        unknown = [b for b in (config.train, *config.eval) if b not in ("train", *self.benchmarks)]
+        splits = (*self.train_splits, *self.benchmarks)
+        unknown = [b for b in (config.train, *config.eval) if b not in splits]
         if unknown:
-            raise ValueError(f"{config.name}: unknown split {unknown[0]!r}; valid: train, {', '.join(self.benchmarks)}")
+            raise ValueError(f"{config.name}: unknown split {unknown[0]!r}; valid: {', '.join(splits)}")
         self.config = config
 
     @property

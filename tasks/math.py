@@ -110,7 +110,8 @@ class MathTask(Task):
     config_type = MathConfig
     version = "1"
     templates = TEMPLATES
-    benchmarks = (*FILES, "math_train")
+    benchmarks = tuple(FILES)
+    train_splits = ("train", "math_train")
     config: MathConfig
 
     def load(self, split: str) -> list[Problem]:
@@ -119,7 +120,7 @@ class MathTask(Task):
         if split == "math_train":
             return self._math_train() + gsm8k_problems("train", read_jsonl(self.data_file(GSM8K_TRAIN)))
         if split not in FILES:
-            raise ValueError(f"math: unknown split {split!r}; valid: train, {', '.join(self.benchmarks)}")
+            raise ValueError(f"math: unknown split {split!r}; valid: train, math_train, {', '.join(self.benchmarks)}")
         rows = read_jsonl(self.data_file(FILES[split]))
         if split == "gsm8k":
             return gsm8k_problems("test", rows)

@@ -64,7 +64,7 @@ def averaged(window: int) -> str:
     return "" if window == 1 else f"; {window}-step moving average"
 
 
-SPLIT = {"train/entropy_answer": "answer tokens (in the box)", "train/entropy_other": "the other tokens"}
+SPLIT = {"train/entropy_answer": "answer tokens (the task's answer_spans)", "train/entropy_other": "the other tokens"}
 
 
 def entropy_figure(results: Results) -> Figure:

@@ -106,8 +106,12 @@ class Sinks:
         self.samples = Table(run_dir / "samples.parquet")
         self.eval = Table(run_dir / "eval.parquet")
         self.problems = Table(run_dir / "problems.parquet")
-        for table in (self.metrics, self.samples, self.eval, self.problems):
+        # a checkpoint after N steps holds training steps 0..N-1 and the evaluation after step N
+        # (evaluations are logged by steps done, before the checkpoint): a resume redoes the rest
+        for table in (self.metrics, self.samples):
             table.truncate(resume_step)
+        for table in (self.eval, self.problems):
+            table.truncate(resume_step + 1)
         self.wandb = self._start_wandb(logger, config) if logger.kind is LoggerKind.wandb else None
 
     def _start_wandb(self, logger: LoggerConfig, config: dict[str, Any]) -> Optional[Any]:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.compose import ConfigError
-from bench.protocol import load_protocol, main
+from bench.protocol import load_protocol, lr_name, main
 
 SMALL = ["task=sums", "model=tiny_sums", "logger=none", "trainer.prompts_per_step=5", "rollout.n=4",
          "rollout.max_new_tokens=40", "eval.problems=6", "eval.n=2", "trainer.eval_every=1",
@@ -39,11 +39,13 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
         assert values[f"{choice[name]['lr']:g}"] == max(values.values())
         sweep = pd.read_parquet(out / "sweep" / f"{name}-lr1e-5" / "eval.parquet")
         assert set(sweep["benchmark"]) == {"sums_val"}  # the sweep never sees the evaluation set
-    final = pd.read_parquet(out / "final" / "riskpo_batch-s0" / "eval.parquet")
+    grpo_dir = out / "final" / f"grpo-{lr_name(choice['grpo']['lr'])}-s0"
+    riskpo_dir = out / "final" / f"riskpo_batch-{lr_name(choice['riskpo_batch']['lr'])}-s0"
+    final = pd.read_parquet(riskpo_dir / "eval.parquet")
     assert set(final["benchmark"]) == {"sums"} and set(final["step"]) == {0, 1, 2}
-    run = json.loads((out / "final" / "riskpo_batch-s0" / "run.json").read_text())
+    run = json.loads((riskpo_dir / "run.json").read_text())
     assert run["algorithm"] == "riskpo_batch" and run["experiment"] == "mini"
-    assert sorted(p.name for p in (out / "final" / "grpo-s0" / "checkpoints").glob("step-*")) == ["step-000002"]
+    assert sorted(p.name for p in (grpo_dir / "checkpoints").glob("step-*")) == ["step-000002"]
     report = (out / "report.md").read_text()
     assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
     assert (out / "two_mini_batches" / "report.md").is_file()
@@ -56,14 +58,20 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     assert "protocol: " not in capsys.readouterr().out and (tmp_path / "docs" / "report.md").read_text() == report
 
     # more steps planned: the final runs and the variant's resume from their last checkpoint
-    before = pd.read_parquet(out / "final" / "grpo-s0" / "metrics.parquet")
+    before = pd.read_parquet(grpo_dir / "metrics.parquet")
     main([str(path), "--out", str(out), "final.overrides=[trainer.steps=3]"])
     printed = capsys.readouterr().out
     assert printed.count("protocol: ") == printed.count("(partial)") == 3 and "sweep" not in printed
-    after = pd.read_parquet(out / "final" / "grpo-s0" / "metrics.parquet")
+    after = pd.read_parquet(grpo_dir / "metrics.parquet")
     assert after["step"].tolist() == [0, 1, 2]
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
     pd.testing.assert_frame_equal(after[same].iloc[:2], before[same])
+    assert sorted(set(pd.read_parquet(grpo_dir / "eval.parquet")["step"])) == [0, 1, 2, 3]
+
+
+def test_lr_names_are_exact():
+    assert [lr_name(x) for x in (1e-4, 3e-5, 1.5e-4, 2.5e-5, 1.0, 0.0123)] == \
+        ["lr1e-4", "lr3e-5", "lr1.5e-4", "lr2.5e-5", "lr1e+0", "lr1.23e-2"]
 
 
 def test_plan_and_report_only_run_nothing(tmp_path, capsys):

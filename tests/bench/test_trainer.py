@@ -84,7 +84,7 @@ def test_clear_errors(tmp_path, overrides, fragment):
 
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
-    common = [*SMALL, "trainer.steps=4", "trainer.checkpoint_every=2", "algorithm=riskpo"]
+    common = [*SMALL, "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.eval_every=2", "algorithm=riskpo"]
     whole = tmp_path / "whole"
     train(load_run_config(common), whole)
     expected = pd.read_parquet(whole / "metrics.parquet")
@@ -103,6 +103,8 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert resumed["step"].tolist() == [0, 1, 2, 3]
     columns = [c for c in expected.columns if not c.startswith(("budget/wall", "time/"))]  # wall-clock figures
     pd.testing.assert_frame_equal(resumed[columns], expected[columns], rtol=1e-6)
+    for table in ("eval.parquet", "problems.parquet"):  # the evaluation at the checkpoint's step is kept, once
+        pd.testing.assert_frame_equal(pd.read_parquet(cut / table), pd.read_parquet(whole / table), rtol=1e-6)
 
 
 def test_several_epochs_use_stored_old_log_probs(tmp_path):
