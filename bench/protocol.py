@@ -41,6 +41,7 @@ from bench.training.sinks import checkpoint_step, latest_checkpoint
 from common import PROJECT_ROOT, write_atomically
 
 
+# not frozen: OmegaConf makes a frozen dataclass's node read-only, and the YAML could not merge into it
 @dataclass
 class Sweep:
     lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])

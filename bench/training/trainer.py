@@ -258,11 +258,9 @@ class Trainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     grad_norms.append(grad.item())
-        tokens = {"": r.response_mask.sum().item()}  # the denominator of every token mean, and of the split's
-        if batch.answer_bt is not None:
-            tokens |= {"train/entropy_answer": batch.answer_bt.sum().item(),
-                       "train/entropy_other": batch.other_bt.sum().item()}
-        return self.reduce(stats, grad_norms, tokens, adv_b=batch.adv_b)
+        split = {} if batch.answer_bt is None else {"train/entropy_answer": batch.answer_bt.sum().item(),
+                                                   "train/entropy_other": batch.other_bt.sum().item()}
+        return self.reduce(stats, grad_norms, r.response_mask.sum().item(), batch.adv_b, split)
 
     def backward(self, batch: UpdateBatch, rows: torch.Tensor, with_stats: bool = True) -> list[MicroStats]:
         """The loss of ``rows`` (one mini-batch) backpropagated micro-batch by micro-batch, its
@@ -309,10 +307,10 @@ class Trainer:
         return MicroStats(loss=loss.item(), token_sums=sums, logprob_diff_max=diff_max, rows=rows.cpu(),
                           seq_logp_b=seq_logp_b)
 
-    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: dict[str, float],
-               adv_b: torch.Tensor) -> dict[str, float]:
-        """Token means of the statistics (over ``tokens[name]`` tokens, ``tokens[""]`` for names not
-        in it; NaN over none), the mean loss and gradient norm per optimizer step, and
+    def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: float, adv_b: torch.Tensor,
+               split: Optional[dict[str, float]] = None) -> dict[str, float]:
+        """Token means of the statistics (over all ``tokens``, or ``split[name]`` of them for the
+        entropy split; NaN over none), the mean loss and gradient norm per optimizer step, and
         Cov(log pi(y), A) over the batch: the covariance of each response's sequence log-prob with
         its advantage, the quantity that drives the one-step change of entropy (about -lr times it for
         a softmax policy: Cui et al. 2025, arXiv 2505.22617, the mechanism the RiskPO paper invokes)."""
@@ -320,7 +318,7 @@ class Trainer:
         for s in stats:
             for name, value in s.token_sums.items():
                 sums[name] = sums.get(name, 0.0) + value
-        count = {name: tokens.get(name, tokens[""]) for name in sums}
+        count = {name: (split or {}).get(name, tokens) for name in sums}
         out = {name: value / count[name] if count[name] else float("nan") for name, value in sums.items()}
         diffs = [s.logprob_diff_max for s in stats if s.logprob_diff_max is not None]
         if diffs:

@@ -61,7 +61,7 @@ def test_the_covariance_of_log_prob_and_advantage(tmp_path):
             adv_b = advantage_step(trainer.algo, RewardBatch(rewards_b=rewards_b, prompt_b=r.prompt_b), 5,
                                    trainer.state).adv_b.float()
             stats = trainer.backward(UpdateBatch(r, adv_b), torch.randperm(len(r)))  # any row order
-            cov = trainer.reduce(stats, [1.0], tokens={"": 1.0}, adv_b=adv_b)["train/cov_logp_adv"]
+            cov = trainer.reduce(stats, [1.0], tokens=1.0, adv_b=adv_b)["train/cov_logp_adv"]
             seq_b = (trainer.logprobs(trainer.model, r) * r.response_mask).sum(-1).double()
         finally:
             trainer.close()
@@ -83,9 +83,8 @@ def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
             answer_bt, other_bt = measures.answer_tokens(trainer.task, trainer.tokenizer, r, trainer.device)
             adv_b = torch.zeros(len(r))
             stats = trainer.backward(UpdateBatch(r, adv_b, answer_bt=answer_bt, other_bt=other_bt), torch.arange(len(r)))
-            tokens = {"": r.response_mask.sum().item(), "train/entropy_answer": answer_bt.sum().item(),
-                      "train/entropy_other": other_bt.sum().item()}
-            out = trainer.reduce(stats, [1.0], tokens, adv_b=adv_b)
+            split = {"train/entropy_answer": answer_bt.sum().item(), "train/entropy_other": other_bt.sum().item()}
+            out = trainer.reduce(stats, [1.0], r.response_mask.sum().item(), adv_b, split)
             _, ent_bt = token_logprobs(trainer.model, r.input_ids, r.attention_mask, 64, with_entropy=True)
         finally:
             trainer.close()
