@@ -165,17 +165,20 @@ def choose(p: ProtocolConfig, runs: list[Run]) -> dict[str, dict]:
     (ties: the smaller), and every lr's value."""
     choice: dict[str, dict] = {}
     for name in p.algorithms:
-        values = {}
-        for run in (r for r in runs if r.algorithm == name):
-            evals = pd.read_parquet(run.run_dir / "eval.parquet")
-            rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)].dropna(subset=["pass_at_k"])
-            if rows.empty:
-                raise ConfigError(f"{run.run_dir}: no pass@{p.sweep.k} on {p.validation} to choose an lr by "
-                                  f"(sweep.k must be <= eval.n; the run's eval.parquet must be this protocol's)")
-            values[run.lr] = float(rows.loc[rows["step"].idxmax(), "pass_at_k"])
+        values = {run.lr: validation_score(p, run) for run in runs if run.algorithm == name}
         best = max(sorted(values), key=lambda lr: values[lr])  # max keeps the first of equals: the smaller lr
         choice[name] = {"lr": best, f"validation_pass@{p.sweep.k}": {f"{lr:g}": v for lr, v in values.items()}}
     return choice
+
+
+def validation_score(p: ProtocolConfig, run: Run) -> float:
+    """A sweep run's validation pass@k at its last evaluation."""
+    evals = pd.read_parquet(run.run_dir / "eval.parquet")
+    rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)].dropna(subset=["pass_at_k"])
+    if rows.empty:
+        raise ConfigError(f"{run.run_dir}: no pass@{p.sweep.k} on {p.validation} to choose an lr by "
+                          f"(sweep.k must be <= eval.n; the run's eval.parquet must be this protocol's)")
+    return float(rows.loc[rows["step"].idxmax(), "pass_at_k"])
 
 
 def choice_lines(p: ProtocolConfig, choice: dict[str, dict]) -> list[str]:
@@ -217,9 +220,12 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     return write_report(final, target, p.baseline, p.target, preface=preface)
 
 
-def plan_line(run: Run) -> str:
+def plan_line(run: Run, p: Optional[ProtocolConfig] = None) -> str:
+    """The run's state, what it is and where; a finished sweep run's validation score with ``p``."""
     steps = load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
-    return f"{state(run, steps):8s} {run.stage:16s} {run.algorithm:16s} lr={run.lr:<8g} {run.run_dir}"
+    status = state(run, steps)
+    score = f"  validation pass@{p.sweep.k} {validation_score(p, run):.3f}" if p and status == "done" else ""
+    return f"{status:8s} {run.stage:16s} {run.algorithm:16s} lr={run.lr:<8g} {run.run_dir}{score}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -237,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         p = load_protocol(args.protocol, args.overrides)
         out = args.out or PROJECT_ROOT / "results" / p.name
         sweep = sweep_runs(p, out)
-        lines = [plan_line(run) for run in sweep]
+        lines = [plan_line(run, p) for run in sweep]
         for run in later_runs(p, out, dict.fromkeys(p.algorithms, p.sweep.lrs[0])):
             plan_line(run)  # a bad final or variant override fails now, not after the sweep
     except ConfigError as err:
