@@ -50,13 +50,13 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
     assert (out / "two_mini_batches" / "report.md").is_file()
 
+    capsys.readouterr()
     main([str(path), "--out", str(out), "--plan"])  # every run done; the sweep's with its validation score
     plan = capsys.readouterr().out.splitlines()
     assert len(plan) == 4 + 2 + 1 and all(line.startswith("done") for line in plan)
     assert f"validation pass@1 {choice['grpo']['validation_pass@1']['1e-05']:.3f}" in plan[0]
 
     # called again: everything is done, nothing runs; --report-only only writes the report elsewhere
-    capsys.readouterr()
     main([str(path), "--out", str(out)])
     assert "protocol: " not in capsys.readouterr().out
     main([str(path), "--out", str(out), "--report-only", "--report", str(tmp_path / "docs")])
