@@ -15,25 +15,23 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench.reporting.figures import (
+from bench.reporting import (
+    Results,
+    conclusion,
     diversity_figure,
+    diversity_table,
     entropy_figure,
     improvement_figure,
     kl_figure,
+    load_results,
+    pass_table,
     passk_figure,
     quantiles_figure,
     reward_figure,
-)
-from bench.reporting.results import (
-    CONFIDENCE,
-    Results,
-    conclusion,
-    diversity_table,
-    load_results,
-    pass_table,
     runs_table,
     time_table,
 )
+from bench.reporting.results import CONFIDENCE
 from common import write_atomically
 
 

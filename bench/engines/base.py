@@ -167,12 +167,10 @@ def span_tokens(tokenizer: Any, rollouts: Rollouts,
     inside_bt = torch.zeros(rollouts.input_ids.shape, dtype=torch.bool)
     mapped_b = torch.zeros(len(rollouts), dtype=torch.bool)
     cols_b = [row.nonzero().flatten() for row in rollouts.response_mask > 0]
-    pieces = tokenizer.batch_decode([[int(t)] for b, cols in enumerate(cols_b) for t in rollouts.input_ids[b, cols]],
-                                    skip_special_tokens=True)
-    at = 0
+    ids = rollouts.input_ids[rollouts.response_mask > 0].unique().tolist()  # each distinct token decoded once
+    piece = dict(zip(ids, tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=True)))
     for b, cols in enumerate(cols_b):
-        row = pieces[at : at + len(cols)]
-        at += len(cols)
+        row = [piece[i] for i in rollouts.input_ids[b, cols].tolist()]
         if not "".join(row).startswith(rollouts.texts[b]):
             continue
         mapped_b[b] = True
