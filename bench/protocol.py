@@ -7,9 +7,12 @@
 One command, four stages, each algorithm treated alike:
 
 1. **sweep**: every algorithm at every ``sweep.lrs``, one seed, shorter runs, evaluated on the
-   task's validation split (never the evaluation set);
+   task's validation split (never the evaluation set); an algorithm whose best lr is at an end of
+   what it has tried also tries the nearest ``sweep.extend`` lr past that end, until its best is
+   inside its grid or ``sweep.extend`` has nothing further that way;
 2. **choose**: each algorithm's lr is the one with the best validation pass@k at the sweep's last
-   evaluation (ties: the smaller lr); written to ``choice.json`` with every value it saw;
+   evaluation (ties: the smaller lr); written to ``choice.json`` with every value it saw (a
+   choice still at an end of its grid is marked in the report);
 3. **final**: every algorithm at its own lr, ``final.seeds``, evaluated on the evaluation set;
    ``variants`` re-run some algorithms at their chosen lr with extra settings (two mini-batches
    per step, so the importance ratio differs from 1 and clipping can act);
@@ -45,6 +48,7 @@ from common import PROJECT_ROOT, write_atomically
 @dataclass
 class Sweep:
     lrs: list[float] = field(default_factory=lambda: [3e-5, 1e-4, 3e-4])
+    extend: list[float] = field(default_factory=list)  # lrs past the grid's ends, tried where the best is at an end
     seed: int = 0
     k: int = 1  # the lr maximises validation pass@k
     overrides: list[str] = field(default_factory=list)  # e.g. fewer steps
@@ -105,6 +109,10 @@ def load_protocol(name: str, overrides: Sequence[str] = ()) -> ProtocolConfig:
                               f"algorithms ({', '.join(protocol.algorithms)})")
     if not protocol.algorithms or not protocol.sweep.lrs or not protocol.validation:
         raise ConfigError(f"{path.name}: a protocol needs algorithms, sweep.lrs and a validation benchmark")
+    inside = [lr for lr in protocol.sweep.extend if min(protocol.sweep.lrs) <= lr <= max(protocol.sweep.lrs)]
+    if inside:
+        raise ConfigError(f"sweep.extend: {inside[0]:g} lies within sweep.lrs ({min(protocol.sweep.lrs):g} .. "
+                          f"{max(protocol.sweep.lrs):g}); extend holds lrs past the grid's ends")
     return protocol
 
 
@@ -114,21 +122,38 @@ def lr_name(lr: float) -> str:
     return f"lr{lr:.{digits}e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
-def sweep_runs(p: ProtocolConfig, out: Path) -> list[Run]:
+def sweep_runs(p: ProtocolConfig, out: Path, grids: dict[str, list[float]]) -> list[Run]:
     return [Run("sweep", name, lr, p.sweep.seed,
-                (*p.base, *args, *p.sweep.overrides, f"eval.benchmarks=[{p.validation}]",
+                (*p.base, *p.algorithms[name], *p.sweep.overrides, f"eval.benchmarks=[{p.validation}]",
                  f"experiment_name={p.name}_sweep"),
                 out / "sweep" / f"{name}-{lr_name(lr)}")
-            for name, args in p.algorithms.items() for lr in p.sweep.lrs]
+            for name, lrs in grids.items() for lr in lrs]
+
+
+def widen(p: ProtocolConfig, grids: dict[str, list[float]], scores: dict[str, dict[float, float]]) -> bool:
+    """Add to each fully scored grid whose best lr is at an end the nearest ``sweep.extend`` lr past
+    that end; False when no grid grew."""
+    grew = False
+    for name, lrs in grids.items():
+        if set(lrs) - set(scores[name]):
+            continue  # not every run of this algorithm is done
+        best = max(sorted(lrs), key=lambda lr: scores[name][lr])
+        below = [lr for lr in p.sweep.extend if lr < min(lrs)] if best == min(lrs) else []
+        above = [lr for lr in p.sweep.extend if lr > max(lrs)] if best == max(lrs) else []
+        nearest = [max(below)] if below else [min(above)] if above else []
+        lrs.extend(nearest)
+        grew |= bool(nearest)
+    return grew
 
 
 def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
-    """The final runs and the variants', each algorithm at its chosen lr."""
+    """The final runs and the variants', each algorithm at its chosen lr; seed by seed, so the
+    report of an unfinished protocol has every algorithm."""
     stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides)]
     stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides]) for name, v in p.variants.items()]
     return [Run(stage, name, lrs[name], seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
                 out / stage / f"{name}-{lr_name(lrs[name])}-s{seed}")  # a changed choice never reuses a run
-            for stage, names, seeds, extra in stages for name in names for seed in seeds]
+            for stage, names, seeds, extra in stages for seed in seeds for name in names]
 
 
 def state(run: Run, steps: int) -> str:
@@ -160,14 +185,14 @@ def execute(run: Run) -> None:
             shutil.rmtree(old)
 
 
-def choose(p: ProtocolConfig, runs: list[Run]) -> dict[str, dict]:
+def choose(p: ProtocolConfig, scores: dict[str, dict[float, float]]) -> dict[str, dict]:
     """Per algorithm: the lr with the best validation pass@k at the sweep run's last evaluation
-    (ties: the smaller), and every lr's value."""
+    (ties: the smaller), every lr's value, and whether the best is at an end of the lrs tried."""
     choice: dict[str, dict] = {}
-    for name in p.algorithms:
-        values = {run.lr: validation_score(p, run) for run in runs if run.algorithm == name}
+    for name, values in scores.items():
         best = max(sorted(values), key=lambda lr: values[lr])  # max keeps the first of equals: the smaller lr
-        choice[name] = {"lr": best, f"validation_pass@{p.sweep.k}": {f"{lr:g}": v for lr, v in values.items()}}
+        choice[name] = {"lr": best, "at_grid_end": best in (min(values), max(values)),
+                        f"validation_pass@{p.sweep.k}": {f"{lr:g}": values[lr] for lr in sorted(values)}}
     return choice
 
 
@@ -183,15 +208,22 @@ def validation_score(p: ProtocolConfig, run: Run) -> float:
 
 def choice_lines(p: ProtocolConfig, choice: dict[str, dict]) -> list[str]:
     """The report's account of the lr choice, as markdown lines."""
-    header = ["algorithm", *(f"lr {lr:g}" for lr in p.sweep.lrs), "chosen"]
+    key = f"validation_pass@{p.sweep.k}"
+    tried = sorted({float(lr) for c in choice.values() for lr in c[key]})
+    header = ["algorithm", *(f"lr {lr:g}" for lr in tried), "chosen"]
+    extend = (f"; where an algorithm's best was at an end of its grid, the nearest of "
+              f"{', '.join(f'{lr:g}' for lr in p.sweep.extend)} past that end, one at a time" if p.sweep.extend else "")
     lines = ["## Learning rates", "", f"Each algorithm's lr maximises pass@{p.sweep.k} on `{p.validation}` (a "
              f"validation split, not the evaluation set) at the end of a sweep run (seed {p.sweep.seed}; settings: "
-             f"`{' '.join([*p.sweep.overrides])}`); ties go to the smaller lr.", "",
-             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+             f"`{' '.join([*p.sweep.overrides])}`; lrs {', '.join(f'{lr:g}' for lr in p.sweep.lrs)}{extend}); ties go "
+             "to the smaller lr. A choice marked *(end)* is the smallest or largest lr its algorithm tried: its best "
+             "lr may lie beyond it.", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, c in choice.items():
-        values = c[f"validation_pass@{p.sweep.k}"]
-        cells = [f"**{values[f'{lr:g}']:.3f}**" if lr == c["lr"] else f"{values[f'{lr:g}']:.3f}" for lr in p.sweep.lrs]
-        lines.append("| " + " | ".join([name, *cells, f"{c['lr']:g}"]) + " |")
+        values = c[key]
+        cells = ["" if f"{lr:g}" not in values else f"**{values[f'{lr:g}']:.3f}**" if lr == c["lr"]
+                 else f"{values[f'{lr:g}']:.3f}" for lr in tried]
+        chosen = f"{c['lr']:g}" + (" *(end)*" if c["at_grid_end"] else "")
+        lines.append("| " + " | ".join([name, *cells, chosen]) + " |")
     return [*lines, ""]
 
 
@@ -220,12 +252,14 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     return write_report(final, target, p.baseline, p.target, preface=preface)
 
 
-def plan_line(run: Run, p: Optional[ProtocolConfig] = None) -> str:
-    """The run's state, what it is and where; a finished sweep run's validation score with ``p``."""
-    steps = load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
-    status = state(run, steps)
-    score = f"  validation pass@{p.sweep.k} {validation_score(p, run):.3f}" if p and status == "done" else ""
-    return f"{status:8s} {run.stage:16s} {run.algorithm:16s} lr={run.lr:<8g} {run.run_dir}{score}"
+def run_state(run: Run) -> str:
+    """done, partial or new, against the steps the run's own settings ask for."""
+    return state(run, load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps)
+
+
+def plan_line(run: Run, status: str, score: Optional[str] = None) -> str:
+    """The run's state, what it is and where, and a finished sweep run's validation score."""
+    return f"{status:8s} {run.stage:16s} {run.algorithm:16s} lr={run.lr:<8g} {run.run_dir}{score or ''}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -240,43 +274,52 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                       help="report on the final runs so far (unfinished ones with what they have); run nothing")
     args = parser.parse_intermixed_args(argv)
     try:
-        p = load_protocol(args.protocol, args.overrides)
-        out = args.out or PROJECT_ROOT / "results" / p.name
-        sweep = sweep_runs(p, out)
-        lines = [plan_line(run, p) for run in sweep]
-        for run in later_runs(p, out, dict.fromkeys(p.algorithms, p.sweep.lrs[0])):
-            plan_line(run)  # a bad final or variant override fails now, not after the sweep
+        protocol(args)
     except ConfigError as err:
         print(f"bench.protocol: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def protocol(args: argparse.Namespace) -> None:
+    p = load_protocol(args.protocol, args.overrides)
+    out = args.out or PROJECT_ROOT / "results" / p.name
+    grids = {name: sorted(p.sweep.lrs) for name in p.algorithms}
+    for run in [*sweep_runs(p, out, grids), *later_runs(p, out, dict.fromkeys(p.algorithms, p.sweep.lrs[0]))]:
+        run_state(run)  # a bad override fails now, not hours later
     running = not (args.plan or args.report_only)
-    for run, line in zip(sweep, lines):
-        if args.plan:
-            print(line)
-        elif running:
-            execute(run)
-    if not running and any(not line.startswith("done") for line in lines):
+    scores: dict[str, dict[float, float]] = {name: {} for name in p.algorithms}
+    seen: set[Path] = set()
+    while True:  # the sweep, widened where a best lr is at an end of its grid
+        for run in sweep_runs(p, out, grids):
+            if run.run_dir in seen:
+                continue
+            seen.add(run.run_dir)
+            if running:
+                execute(run)
+            status = run_state(run)
+            if status == "done":
+                scores[run.algorithm][run.lr] = validation_score(p, run)
+            if args.plan:
+                score = f"  validation pass@{p.sweep.k} {scores[run.algorithm][run.lr]:.3f}" if status == "done" else ""
+                print(plan_line(run, status, score))
+        if not widen(p, grids, scores):
+            break
+    if any(set(lrs) - set(scores[name]) for name, lrs in grids.items()):  # only without running
         if args.report_only:
-            print("bench.protocol: the sweep is not finished, so no lr is chosen and no final run exists yet; "
-                  "run the protocol first", file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError("the sweep is not finished, so no lr is chosen and no final run exists yet; "
+                              "run the protocol first")
         print("(the final runs come once the sweep is done and the lrs are chosen)")
         return
-    try:
-        choice = choose(p, sweep)
-    except ConfigError as err:
-        print(f"bench.protocol: {err}", file=sys.stderr)
-        sys.exit(2)
+    choice = choose(p, scores)
     later = later_runs(p, out, {name: c["lr"] for name, c in choice.items()})
     if args.plan:
-        print("\n".join(plan_line(run) for run in later))
+        print("\n".join(plan_line(run, run_state(run)) for run in later))
         return
     write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
     for run in later if running else ():
         execute(run)
     if not any(state(run, 1) != "new" for run in later if run.stage == "final"):
-        print(f"bench.protocol: no final run in {out / 'final'} yet; run the protocol first", file=sys.stderr)
-        sys.exit(2)
+        raise ConfigError(f"no final run in {out / 'final'} yet; run the protocol first")
     print(f"report: {report(p, out, args.report or out, choice, later)}")
 
 

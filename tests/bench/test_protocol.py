@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.compose import ConfigError
-from bench.protocol import load_protocol, lr_name, main
+from bench.protocol import ProtocolConfig, Sweep, choose, load_protocol, lr_name, main, widen
 
 SMALL = ["task=sums", "model=tiny_sums", "logger=none", "trainer.prompts_per_step=5", "rollout.n=4",
          "rollout.max_new_tokens=40", "eval.problems=6", "eval.n=2", "trainer.eval_every=1",
@@ -19,7 +19,7 @@ def write_protocol(tmp_path):
     spec = {"name": "mini", "validation": "sums_val", "base": SMALL,
             "algorithms": {"grpo": ["algorithm=grpo"], "riskpo_batch": ["algorithm=riskpo",
                                                                         "algorithm.quantile_source=batch"]},
-            "sweep": {"lrs": [1e-5, 1e-3], "overrides": ["trainer.steps=1"]},
+            "sweep": {"lrs": [1e-5, 1e-3], "extend": [1e-7], "overrides": ["trainer.steps=1"]},
             "final": {"seeds": [0], "overrides": ["trainer.steps=2"]},
             "variants": {"two_mini_batches": {"algorithms": ["grpo"], "overrides": ["trainer.mini_batches=2",
                                                                                    "trainer.prompts_per_step=6"]}},
@@ -33,10 +33,15 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     path, out = write_protocol(tmp_path), tmp_path / "out"
     main([str(path), "--out", str(out)])
     choice = json.loads((out / "choice.json").read_text())
+    tried = 0
     for name in ("grpo", "riskpo_batch"):
         values = choice[name]["validation_pass@1"]
-        assert set(values) == {"1e-05", "0.001"} and choice[name]["lr"] in (1e-5, 1e-3)
+        assert set(values) - {"1e-07"} == {"1e-05", "0.001"}
+        # the grid grew below exactly when its smaller end was the best of the two
+        assert ("1e-07" in values) == (values["1e-05"] >= values["0.001"])
         assert values[f"{choice[name]['lr']:g}"] == max(values.values())
+        assert choice[name]["at_grid_end"] == (choice[name]["lr"] != 1e-5)
+        tried += len(values)
         sweep = pd.read_parquet(out / "sweep" / f"{name}-lr1e-5" / "eval.parquet")
         assert set(sweep["benchmark"]) == {"sums_val"}  # the sweep never sees the evaluation set
     grpo_dir = out / "final" / f"grpo-{lr_name(choice['grpo']['lr'])}-s0"
@@ -53,7 +58,7 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     capsys.readouterr()
     main([str(path), "--out", str(out), "--plan"])  # every run done; the sweep's with its validation score
     plan = capsys.readouterr().out.splitlines()
-    assert len(plan) == 4 + 2 + 1 and all(line.startswith("done") for line in plan)
+    assert len(plan) == tried + 2 + 1 and all(line.startswith("done") for line in plan)
     assert f"validation pass@1 {choice['grpo']['validation_pass@1']['1e-05']:.3f}" in plan[0]
 
     # called again: everything is done, nothing runs; --report-only only writes the report elsewhere
@@ -72,6 +77,32 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
     pd.testing.assert_frame_equal(after[same].iloc[:2], before[same])
     assert sorted(set(pd.read_parquet(grpo_dir / "eval.parquet")["step"])) == [0, 1, 2, 3]
+
+
+def test_the_sweep_widens_past_an_end_until_its_best_is_inside():
+    p = ProtocolConfig(algorithms={"a": [], "b": [], "c": [], "d": []},
+                       sweep=Sweep(lrs=[3e-5, 1e-4, 3e-4], extend=[1e-3, 3e-6, 1e-5]))
+    grids = {name: sorted(p.sweep.lrs) for name in p.algorithms}
+    scores = {"a": {3e-5: 0.3, 1e-4: 0.2, 3e-4: 0.1},   # best at the small end
+              "b": {3e-5: 0.1, 1e-4: 0.3, 3e-4: 0.2},   # inside: stays
+              "c": {3e-5: 0.1, 1e-4: 0.2, 3e-4: 0.3},   # best at the large end
+              "d": {3e-5: 0.3, 1e-4: 0.2}}              # a run not done: waits
+    assert widen(p, grids, scores)
+    assert grids == {"a": [3e-5, 1e-4, 3e-4, 1e-5], "b": [3e-5, 1e-4, 3e-4], "c": [3e-5, 1e-4, 3e-4, 1e-3],
+                     "d": [3e-5, 1e-4, 3e-4]}
+    assert not widen(p, grids, scores)  # the new runs have no score yet
+    scores["a"][1e-5] = 0.35  # still the end: on to the next one down
+    scores["c"][1e-3] = 0.0  # now inside
+    assert widen(p, grids, scores) and grids["a"][-1] == 3e-6 and len(grids["c"]) == 4
+    scores["a"][3e-6] = 0.4  # nothing further down: stops there, and the choice says so
+    assert not widen(p, grids, scores)
+    del scores["d"]
+    choice = choose(p, scores)
+    assert choice["a"]["lr"] == 3e-6 and choice["a"]["at_grid_end"]
+    assert choice["c"]["lr"] == 3e-4 and not choice["c"]["at_grid_end"]
+    assert list(choice["a"]["validation_pass@1"]) == ["3e-06", "1e-05", "3e-05", "0.0001", "0.0003"]
+    tie = choose(p, {"e": {1e-4: 0.2, 3e-5: 0.2, 3e-4: 0.1}})["e"]
+    assert tie["lr"] == 3e-5 and tie["at_grid_end"]  # ties go to the smaller lr
 
 
 def test_lr_names_are_exact():
@@ -98,3 +129,5 @@ def test_bad_protocols_are_one_line(tmp_path):
         load_protocol(str(path), ["variants.two_mini_batches.algorithms=[dapo]"])
     with pytest.raises(ConfigError, match="sweep.lrs"):
         load_protocol(str(path), ["sweep.lrs=[]"])
+    with pytest.raises(ConfigError, match="sweep.extend: 0.0001 lies within sweep.lrs"):
+        load_protocol(str(path), ["sweep.extend=[1e-7,1e-4]"])
