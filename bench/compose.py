@@ -9,6 +9,7 @@ starts, with one line naming the field. Nothing past this module sees OmegaConf.
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from hydra import compose as hydra_compose
@@ -27,6 +28,9 @@ CONF_DIR = PROJECT_ROOT / "conf"
 GROUPS = {"model": ModelConfig, "rollout": RolloutConfig, "trainer": TrainerConfig, "logger": LoggerConfig,
           "eval": EvalConfig}
 CONFIG_ERRORS = (HydraException, OmegaConfBaseException, ValueError, KeyError, TypeError)
+# What a resume may change: how long the run goes on and how it reports, never what it trains.
+RESUMABLE = ("trainer.steps", "trainer.eval_every", "trainer.checkpoint_every", "trainer.threads",
+             "trainer.samples_per_step", "trainer.resume", "logger", "output_dir")
 # Algorithm presets that reproduce one released script, by the paper experiment each belongs to:
 # under the other paper experiment they would silently train with the other script's settings.
 SCRIPT_PRESETS = {"riskpo_reference": "paper_math", "riskpo_reference_hard": "paper_hard_math"}
@@ -51,6 +55,8 @@ def register_schemas() -> None:
 
 
 register_schemas()
+# conf/config.yaml: a resumed run's Hydra directory is the run itself (no empty directory per resume)
+OmegaConf.register_new_resolver("if_resume", lambda resume, then, otherwise: then if resume else otherwise, replace=True)
 
 
 class ConfigError(ValueError):
@@ -116,11 +122,71 @@ def check_script_preset(experiment: str, algorithm: str) -> None:
 
 def load_run_config(overrides: Sequence[str] = (), labels: Optional[dict[str, str]] = None) -> RunConfig:
     """A run's config as the command line builds it: ``conf/config.yaml`` with ``overrides``
-    (``labels``: what reports call its groups, e.g. {"algorithm": "riskpo_batch"})."""
+    (``labels``: what reports call its groups, e.g. {"algorithm": "riskpo_batch"}); with
+    ``trainer.resume``, the resumed run's own config (``resume_config``)."""
     try:
-        return run_config(_composed("config", overrides), labels)
+        cfg = _composed("config", overrides)
+        return resume_config(cfg, overrides) if cfg.trainer.resume else run_config(cfg, labels)
     except CONFIG_ERRORS as err:
         raise ConfigError(one_line(err)) from err
+
+
+def resume_config(cfg: DictConfig, overrides: Sequence[str]) -> RunConfig:
+    """The config of the run ``cfg.trainer.resume`` names, as its ``config.yaml`` saved it, with
+    what ``overrides`` (the command line; ``cfg`` is what it composed to) change in it. Only the
+    ``RESUMABLE`` fields may change; anything else that differs is refused, naming the field.
+    Labels are the run's own."""
+    run_dir = Path(cfg.trainer.resume)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.yaml (not a run directory of bench.run)"
+        raise ConfigError(f"trainer.resume={run_dir} {what}; name the directory of the run to continue")
+    saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+    labels = saved.pop("labels", {})
+    given = _leaves(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    touched = [o.lstrip("+~").split("=", 1)[0].split("@", 1)[0] for o in overrides]  # a group's package too
+    if "experiment" in touched:  # a preset may set any field
+        touched = list(given)
+    old = _leaves(saved)
+    values = old | {key: value for key, value in given.items() if any(_under(key, t) for t in touched)}
+    for key, value in values.items():
+        if value != old.get(key) and not any(_under(key, r) for r in RESUMABLE):
+            raise ConfigError(f"{key}={value} on the command line, but the run in {run_dir} has {key}={old.get(key)}: "
+                              f"a resume continues the run as saved and may change only {', '.join(RESUMABLE)}; "
+                              "drop the override or start a new run")
+    return _typed(_nested(values), labels)
+
+
+def _typed(values: dict[str, Any], labels: dict[str, str]) -> RunConfig:
+    """A RunConfig from plain data (a saved config.yaml), each group against its dataclass."""
+    types = {"algorithm": algorithms.ALGORITHMS[values["algorithm"]["name"]].config_type,
+             "task": tasks.TASKS[values["task"]["name"]].config_type, **GROUPS}
+    cfg = OmegaConf.create({f.name: values[f.name] for f in fields(RunSettings)})
+    for group, config_type in types.items():
+        cfg[group] = OmegaConf.merge(OmegaConf.structured(config_type), values.get(group, {}))
+    return run_config(cfg, labels)
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"trainer.steps": 40, ...}: every leaf of nested dicts by its dotted key (lists are leaves)."""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(f"{prefix}.")
+
+
+def _nested(leaves: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in leaves.items():
+        *parents, name = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = value
+    return tree
 
 
 def one_line(err: BaseException) -> str:

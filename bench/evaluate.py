@@ -39,7 +39,8 @@ from omegaconf import DictConfig, OmegaConf
 import tasks
 from bench.config import EvalConfig, ModelConfig, RolloutConfig
 from bench.evaluation.evaluator import Evaluation, Evaluator, load_benchmarks
-from bench.training.sinks import Table, checkpoint_step, latest_checkpoint
+from bench.training.checkpoints import checkpoint_step, latest_checkpoint
+from bench.training.sinks import Table
 
 
 @dataclass

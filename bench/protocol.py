@@ -40,7 +40,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.compose import CONF_DIR, ConfigError, load_run_config, one_line
-from bench.training.sinks import checkpoint_step, latest_checkpoint
+from bench.training.checkpoints import checkpoint_step, latest_checkpoint
 from common import PROJECT_ROOT, write_atomically
 
 

@@ -9,6 +9,7 @@ Ends with a summary: pass@1 before and after, entropy at start and end, and ``ru
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, run_config
+from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, resume_config, run_config
 from bench.config import RunConfig
 
 
@@ -54,7 +55,10 @@ def train(config: RunConfig, run_dir: Path, **seams: Any) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     choices = HydraConfig.get().runtime.choices
     try:
-        config = run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
+        if cfg.trainer.resume:  # the run's saved config, with what the command line may change in it
+            config = resume_config(cfg, HydraConfig.get().overrides.task)
+        else:
+            config = run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
     except CONFIG_ERRORS as err:
         print(f"bench.run: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
@@ -64,6 +68,11 @@ def main(cfg: DictConfig) -> None:
     except StartupError as err:
         print(f"bench.run: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"bench.run: {err.strerror}; free some space, then continue with trainer.resume={run_dir}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import typing
@@ -45,14 +46,20 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
     when one is already there: the older one is moved aside first, then removed, so at every moment
     ``path`` is either the old complete directory, absent, or the new complete one (callers that
     need a reader never to see "absent" switch a pointer file after this, as checkpoints do).
-    On any error the temporary is removed and the older result is left as it was.
+    On any error the temporary is removed and the older result is left as it was; a full disk is
+    reported as "no space left on device while writing <path>", whatever the writer said.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     aside = None
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as "basic_ios::clear: iostream error"
+            if _disk_full(err, path.parent):
+                raise OSError(errno.ENOSPC, f"no space left on device while writing {path}") from err
+            raise
         if tmp.is_dir() and path.is_dir():
             aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
             os.replace(path, aside)
@@ -64,3 +71,13 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
             elif leftover is not None and leftover.exists():
                 leftover.unlink()
     return path
+
+
+def _disk_full(err: BaseException, directory: Path) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20  # under 1 MiB left: what the writer hit

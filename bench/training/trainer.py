@@ -36,7 +36,8 @@ from bench.evaluation.evaluator import Evaluator, load_benchmarks
 from bench.models.policy import load_policy, token_logprobs
 from bench.training import measures, seeds
 from bench.training.measures import StageClock
-from bench.training.sinks import Sinks, checkpoint_dir, latest_checkpoint
+from bench.training.checkpoints import checkpoint_dir, latest_checkpoint, load_intact, remove_leftovers
+from bench.training.sinks import RunLock, Sinks
 from common import write_atomically
 from tasks.base import Problem, Verdict
 from tasks.scoring import Scorer
@@ -93,6 +94,16 @@ class Trainer:
         (of this run's task) are built from the config unless given; what is given stays the
         caller's to close."""
         self.config, self.t, self.run_dir = config, config.trainer, run_dir
+        self.lock = RunLock(run_dir)  # first: a second writer of this directory stops here
+        try:
+            self._build(config, run_dir, policy, engine, scorer)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, config: RunConfig, run_dir: Path, policy: Optional[tuple[Any, Any]], engine: Optional[Engine],
+               scorer: Optional[Scorer]) -> None:
+        remove_leftovers(run_dir)
         self.algo = algorithms.build(config.algorithm)
         self.task = tasks.build(config.task)
         seeds.seed_everything(config.seed)
@@ -147,8 +158,8 @@ class Trainer:
             bar.set_postfix(reward=f"{metrics['train/reward_mean']:.3f}", entropy=f"{metrics['train/entropy']:.3f}")
             if last_step or (t.checkpoint_every and self.step % t.checkpoint_every == 0):
                 self.checkpoint()
-        if not summary.after:  # resumed at the end: nothing left to train
-            summary.after = self.evaluate()
+        if not summary.after:  # resumed at the end: nothing left to train, the last evaluation is on disk
+            summary.after = self.sinks.evaluated(self.step) or self.evaluate()
         return summary
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -360,6 +371,8 @@ class Trainer:
         """Save everything a resume needs; a kill at any moment leaves the previous checkpoint usable
         (the new one is written under a temporary name and moved into place, then ``latest`` is switched)."""
         path = checkpoint_dir(self.run_dir, self.step)
+        if latest_checkpoint(self.run_dir) == path:  # resumed from it: written once, never over itself
+            return path
         with self.clock("checkpoint"):
             write_atomically(path, self._save)
             write_atomically(path.parent / "latest", lambda tmp: tmp.write_text(path.name))
@@ -373,11 +386,8 @@ class Trainer:
                     "budget": self.budget, "rng": seeds.rng_state()}, directory / "trainer.pt")
 
     def _restore(self, run_dir: Path) -> None:
-        path = latest_checkpoint(run_dir)
-        if path is None:
-            raise FileNotFoundError(f"trainer.resume={run_dir}: no checkpoint there (checkpoints/latest is missing)")
-        saved = torch.load(path / "trainer.pt", weights_only=False)
-        self.model.load_state_dict(type(self.model).from_pretrained(path / "model").state_dict())
+        weights, saved = load_intact(run_dir, type(self.model))
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = self.algo.restore_state(saved["algorithm_state"])
@@ -386,7 +396,11 @@ class Trainer:
         self.engine.sync_weights(self.model)
 
     def close(self) -> None:
-        self.evaluator.close()
-        if self.owned_scorer is not None:
-            self.owned_scorer.close()
-        self.sinks.close()
+        try:
+            self.evaluator.close()
+            if self.owned_scorer is not None:
+                self.owned_scorer.close()
+            self.sinks.close()
+        finally:
+            self.lock.release()
+
