@@ -8,9 +8,12 @@ starts, with one line naming the field. Nothing past this module sees OmegaConf.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -21,7 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
 import tasks
-from bench.config import EvalConfig, LoggerConfig, ModelConfig, RolloutConfig, RunConfig, RunSettings, TrainerConfig
+from bench.config import (EvalConfig, EvaluateSettings, LoggerConfig, ModelConfig, RolloutConfig, RunConfig, RunSettings,
+                          TrainerConfig)
 from common import PROJECT_ROOT
 
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -48,15 +52,17 @@ def register_schemas() -> None:
         node = OmegaConf.structured(config_type)
         OmegaConf.set_readonly(node, False)
         ConfigStore.instance().store(group=group, name=f"{name}_schema", node=node)
-    root = OmegaConf.structured(RunSettings)  # typed fields; open to the groups composed beside them
-    OmegaConf.set_readonly(root, False)
-    OmegaConf.set_struct(root, False)
-    ConfigStore.instance().store(name="run_schema", node=root)
+    for name, settings in (("run_schema", RunSettings), ("evaluate_schema", EvaluateSettings)):
+        root = OmegaConf.structured(settings)  # typed fields; open to the groups composed beside them
+        OmegaConf.set_readonly(root, False)
+        OmegaConf.set_struct(root, False)
+        ConfigStore.instance().store(name=name, node=root)
 
 
 register_schemas()
 # conf/config.yaml: a resumed run's Hydra directory is the run itself (no empty directory per resume)
-OmegaConf.register_new_resolver("if_resume", lambda resume, then, otherwise: then if resume else otherwise, replace=True)
+OmegaConf.register_new_resolver("if_resume", lambda resume, then, otherwise: then if resume and Path(resume).is_dir()
+                                else otherwise, replace=True)
 
 
 class ConfigError(ValueError):
@@ -189,6 +195,34 @@ def _nested(leaves: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def writable(directory: Path, setting: str) -> None:
+    """Create ``directory`` if need be and check a run can write in it, before any work; else a
+    ConfigError naming ``setting``, the option that chose it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {directory} ({err.strerror}); set {setting}=<a writable directory>") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{directory} is not writable; set {setting}=<a writable directory>")
+
+
+def check_command_line(program: str, config_name: str, argv: Sequence[str]) -> Optional[DictConfig]:
+    """Before Hydra's main: the single run's overrides compose and validate, or one line and exit
+    2 (Hydra's own report of a bad value is several lines, after it created the run's directory).
+    Returns the composed config; None for multiruns and Hydra's own flags, which go to Hydra."""
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    try:
+        return compose(config_name, [arg for arg in argv if not arg.startswith("hydra.")])
+    except ConfigError as err:
+        fail(program, err)
+
+
+def fail(program: str, err: BaseException, status: int = 2) -> NoReturn:
+    print(f"{program}: {one_line(err)}", file=sys.stderr)
+    sys.exit(status)
+
+
 def one_line(err: BaseException) -> str:
     """An exception's message on one line, with its cause's, without the context lines
     OmegaConf and Hydra append (keys, types, the config search path)."""
@@ -196,6 +230,7 @@ def one_line(err: BaseException) -> str:
     text = text.split("Config search path")[0].strip()
     noise = ("full_key:", "object_type=", "reference_type=")
     message = " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise))
+    message = re.sub(r" \w+_schema\b", "", message)  # Hydra lists the schema nodes among a group's options
     if err.__cause__ is not None and not isinstance(err, ConfigError):
         message = f"{message}: {one_line(err.__cause__)}"
     return message or type(err).__name__

@@ -172,6 +172,13 @@ class TrainerConfig:
         for name in ("steps", "prompts_per_step", "ppo_epochs", "mini_batches", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
+        for name in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every", "threads", "samples_per_step",
+                     "max_resample", "entropy_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 0")
+        for name in ("lr", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"trainer.{name}={getattr(self, name)} must be > 0")
         if self.tis_cap is not None and self.tis_cap <= 0.0:
             raise ValueError(f"trainer.tis_cap={self.tis_cap} must be > 0 (or null: off)")
         if self.prompts_per_step % self.mini_batches:
@@ -263,6 +270,15 @@ class RunSettings:
     seed: int = 0  # seeds sampling, pairing, shuffling and the prompt order (bench.training.seeds)
     experiment_name: str = "default"  # runs are grouped under <output_dir>/<experiment_name>/ (reports too)
     output_dir: str = "results"
+
+
+@dataclass
+class EvaluateSettings:
+    """``python -m bench.evaluate``'s own fields (conf/evaluate.yaml), beside the groups."""
+
+    checkpoint: Optional[str] = None  # set by model=<weights>
+    seed: int = 0
+    output_dir: Optional[str] = None  # None: Hydra's results/evaluate/<time>
 
 
 @dataclass(frozen=True, kw_only=True)

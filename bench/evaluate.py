@@ -129,9 +129,15 @@ def cli(cfg: DictConfig) -> None:
 def main() -> None:
     import hydra
 
-    from bench.compose import CONF_DIR
+    from bench.compose import CONF_DIR, ConfigError, check_command_line, fail, writable
 
     sys.argv = route_model_argument(sys.argv, {p.stem for p in (CONF_DIR / "model").glob("*.yaml")})
+    cfg = check_command_line("bench.evaluate", "evaluate", sys.argv[1:])
+    if cfg is not None and cfg.output_dir:  # else Hydra's own results/evaluate/<time>
+        try:
+            writable(Path(cfg.output_dir), "output_dir")
+        except ConfigError as err:
+            fail("bench.evaluate", err)
     hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")(cli)()
 
 

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from bench.compose import ConfigError, writable
 from bench.models.tiny import SHIPPED_DIR, TINY_MODELS, is_built
 from bench.models.warmstart import PretrainError, build
 
@@ -47,6 +48,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.force and is_built(out, config):
         print(f"bench.pretrain: {out} is up to date (fingerprint {config.fingerprint()}); --force rebuilds it")
         return 0
+    try:
+        writable(out.parent, "--out")
+    except ConfigError as err:
+        print(f"bench.pretrain: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(os.cpu_count() or 1)
     try:
         build(config, out)

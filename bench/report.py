@@ -31,6 +31,7 @@ from bench.reporting import (
     runs_table,
     time_table,
 )
+from bench.compose import writable
 from bench.reporting.results import CONFIDENCE
 from common import write_atomically
 
@@ -43,8 +44,9 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
                "passk.png": passk_figure(results), "diversity.png": diversity_figure(results),
                "kl.png": kl_figure(results), "improvement.png": improvement_figure(results, baseline),
                "quantiles.png": quantiles_figure(results)}
-    lines = [f"# Report: {len(results.runs)} runs", "", "## Conclusion", "", conclusion(results, baseline, target, ks),
-             "", *preface, "## pass@k at the final evaluation", "",
+    skipped = [f"Left out, unreadable: {len(results.skipped)} run(s).", "", *(f"- {why}" for why in results.skipped), ""]
+    lines = [f"# Report: {len(results.runs)} runs", "", *(skipped if results.skipped else []), "## Conclusion", "",
+             conclusion(results, baseline, target, ks), "", *preface, "## pass@k at the final evaluation", "",
              f"Mean ± half the {CONFIDENCE:.0%} t-interval over seeds (n/a with one seed); Δ: paired difference to "
              f"{baseline} with its {CONFIDENCE:.0%} interval (bootstrap over problems).", "",
              pass_table(results, baseline, ks), "", "## Figures", ""]
@@ -81,11 +83,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--baseline", default="grpo", help="algorithm label compared against (default: grpo)")
     parser.add_argument("--target", default="riskpo", help="algorithm label of the conclusion (default: riskpo)")
     parser.add_argument("--k", type=int, nargs="+", help="k values of the table (default: 1 and the largest)")
+    parser.add_argument("--strict", action="store_true", help="fail on an unreadable run instead of leaving it out")
     args = parser.parse_args(argv)
     if args.k and min(args.k) < 1:
         parser.error(f"--k {min(args.k)}: k must be >= 1")
     try:
-        results = load_results(args.results)
+        results = load_results(args.results, strict=args.strict)
+        writable(args.out or args.results, "--out")  # before the figures are drawn
     except (FileNotFoundError, ValueError) as err:
         print(f"bench.report: {err}", file=sys.stderr)
         sys.exit(2)

@@ -10,15 +10,17 @@ Ends with a summary: pass@1 before and after, entropy at start and end, and ``ru
 from __future__ import annotations
 
 import errno
+import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.compose import CONF_DIR, CONFIG_ERRORS, one_line, resume_config, run_config
+from bench.compose import (CONF_DIR, CONFIG_ERRORS, ConfigError, check_command_line, fail, one_line, resume_config,
+                           run_config, writable)
 from bench.config import RunConfig
 
 
@@ -60,12 +62,14 @@ def main(cfg: DictConfig) -> None:
         else:
             config = run_config(cfg, {group: choices[group] for group in ("algorithm", "task", "model") if group in choices})
     except CONFIG_ERRORS as err:
+        discard_if_unused(Path(HydraConfig.get().runtime.output_dir))
         print(f"bench.run: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     run_dir = Path(config.trainer.resume) if config.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
     try:
         train(config, run_dir)
     except StartupError as err:
+        discard_if_unused(run_dir)
         print(f"bench.run: {err}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
@@ -75,5 +79,24 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def discard_if_unused(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but Hydra's record of the call (a run that never started)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "run.log", ".lock"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def check_before_hydra(argv: Sequence[str]) -> None:
+    """A single run's overrides and the directory it will write, checked before Hydra creates it."""
+    cfg = check_command_line("bench.run", "config", argv)
+    if cfg is None or cfg.trainer.resume:
+        return  # a resume writes into its run's directory, which bench.run checks
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("hydra.run.dir=")]
+    try:
+        writable(Path(given[-1]).parent if given else Path(cfg.output_dir), "output_dir")
+    except ConfigError as err:
+        fail("bench.run", err)
+
+
 if __name__ == "__main__":
+    check_before_hydra(sys.argv[1:])
     main()

@@ -132,13 +132,17 @@ class Task:
 def read_jsonl(path: Path) -> Iterator[dict]:
     """Rows of a JSON-lines file (gzip-compressed when the name ends in .gz)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with opener(path, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not UTF-8 (byte {err.start + 1} of the line)") from None
             if line.strip():
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from err
+                    raise ValueError(f"{path}:{number}: not JSON ({err.msg}, column {err.colno})") from None
 
 
 def load_hf_rows(name: str, split: str, config_name: Optional[str] = None) -> list[dict]:

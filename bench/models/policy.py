@@ -67,6 +67,8 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
 
     path = resolve_path(cfg)
     local_dir = Path(path).expanduser()
+    if not local_dir.exists() and (local_dir.is_absolute() or str(path).startswith((".", "~"))):
+        raise FileNotFoundError(f"model.path={path} does not exist; set model.path=<a model directory> or a hub name")
     if local_dir.is_dir():
         if not (local_dir / "config.json").is_file():
             raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory; "
@@ -77,7 +79,8 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:  # not cached / not reachable; HFValidationError for odd names
         where = "" if kwargs["local_files_only"] else " and could not be downloaded"
-        raise FileNotFoundError(f"{path} not found locally{where}; set model.path=<dir>") from err
+        raise FileNotFoundError(f"{path} not found locally{where}; set model.path=<dir> "
+                                f"({type(err).__name__})") from None
     device = _pick_device(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
     if cfg.gradient_checkpointing:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -48,10 +49,12 @@ class Results:
     metrics: pd.DataFrame
     evals: pd.DataFrame
     problems: pd.DataFrame
+    skipped: tuple[str, ...] = ()  # "<run dir>: unreadable (...)" for each run left out
 
     def subset(self, run_ids: Sequence[str]) -> Results:
         keep = set(run_ids)
-        return Results(*(f[f["run_id"].isin(keep)] for f in (self.runs, self.metrics, self.evals, self.problems)))
+        return Results(*(f[f["run_id"].isin(keep)] for f in (self.runs, self.metrics, self.evals, self.problems)),
+                       self.skipped)
 
     def scopes(self) -> Iterator[tuple[str, Results]]:
         """(label, results) per (experiment, task); the label is empty when there is one scope."""
@@ -60,36 +63,54 @@ class Results:
             yield (f"{experiment} / {task}" if len(groups) > 1 else ""), self.subset(runs["run_id"])
 
 
-def load_results(root: str | Path) -> Results:
-    """Read every run below ``root``; an unfinished run contributes what it has written so far."""
+def load_results(root: str | Path, strict: bool = False) -> Results:
+    """Read every run below ``root``; an unfinished run contributes what it has written so far. A
+    run that cannot be read (a corrupt parquet, a config.yaml that does not parse) is skipped with
+    a one-line warning and listed in ``Results.skipped``; ``strict`` raises instead."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results directory")
     run_dirs = sorted({p.parent for p in root.rglob("metrics.parquet")})
     if not run_dirs:
         raise ValueError(f"{root}: no runs there (no metrics.parquet in it or below it)")
-    runs = pd.DataFrame([identify(d, root) for d in run_dirs])
+    identities, tables, skipped = [], [], []
+    for run_dir in run_dirs:
+        try:
+            ident = identify(run_dir, root)
+            tables.append({name: read_table(run_dir / f"{name}.parquet") for name in TABLES})
+        except Exception as err:  # pyarrow's, OmegaConf's, json's errors: whatever a damaged file raises
+            why = f"{run_dir}: unreadable ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]})"
+            if strict:
+                raise ValueError(why) from err
+            print(f"bench.report: skipping {why}", file=sys.stderr)
+            skipped.append(why)
+            continue
+        identities.append(ident)
+    if not identities:
+        raise ValueError(f"{root}: no readable run there ({len(skipped)} skipped)")
+    runs = pd.DataFrame(identities)
     runs["planned_steps"] = runs["planned_steps"].astype("Int64")  # None where config.yaml is missing
     label = ["experiment", "task", "algorithm"] if runs.groupby(["experiment", "task"]).ngroups > 1 else ["algorithm"]
     runs["series"] = runs[label].astype(str).agg("/".join, axis=1)
-    metrics, evals, problems = (read_tables(runs, name, columns) for name, columns in TABLES.items())
+    metrics, evals, problems = (joined(runs, [t[name] for t in tables], columns) for name, columns in TABLES.items())
     for frame in (runs, metrics, evals, problems):  # categories: one colour per series in every figure
         frame["series"] = pd.Categorical(frame["series"], categories=sorted(set(runs["series"])))
     last = metrics.groupby("run_id")
     runs["steps"] = runs["run_id"].map(last["step"].max() + 1).fillna(0).astype(int)
     wall = last["budget/wall_seconds"].max() if "budget/wall_seconds" in metrics else pd.Series(dtype=float)
     runs["wall_seconds"] = runs["run_id"].map(wall)
-    return Results(runs, metrics, evals, problems)
+    return Results(runs, metrics, evals, problems, tuple(skipped))
 
 
-def read_tables(runs: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
-    """``<name>.parquet`` of every run that has rows in it, with the run's ID columns."""
-    frames = []
-    for run in runs.itertuples():
-        path = Path(run.path) / f"{name}.parquet"
-        table = pd.read_parquet(path) if path.is_file() else None
-        if table is not None and len(table):
-            frames.append(table.assign(**{c: getattr(run, c) for c in ID}))
+def read_table(path: Path) -> Optional[pd.DataFrame]:
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def joined(runs: pd.DataFrame, tables: list[Optional[pd.DataFrame]], columns: list[str]) -> pd.DataFrame:
+    """One table of every run that has rows in it (``tables`` in the order of ``runs``), with the
+    run's ID columns."""
+    frames = [table.assign(**{c: getattr(run, c) for c in ID})
+              for run, table in zip(runs.itertuples(), tables) if table is not None and len(table)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*ID, *columns])
 
 

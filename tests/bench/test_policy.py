@@ -258,8 +258,9 @@ def test_unknown_path_fails_at_once_in_one_line():
     with pytest.raises(FileNotFoundError) as info:
         load_policy(ModelConfig(path="/nonexistent/model"))
     assert time.monotonic() - start < 5
-    assert str(info.value) == "/nonexistent/model not found locally; set model.path=<dir>"
-    with pytest.raises(FileNotFoundError, match="^some-org/not-cached-model not found locally; set model.path=<dir>$"):
+    assert str(info.value) == "model.path=/nonexistent/model does not exist; set model.path=<a model directory> or a hub name"
+    with pytest.raises(FileNotFoundError,
+                       match=r"^some-org/not-cached-model not found locally; set model.path=<dir> \(\w+\)$"):
         load_policy(ModelConfig(path="some-org/not-cached-model"))
 
 

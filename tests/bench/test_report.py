@@ -157,6 +157,35 @@ def test_missing_and_empty_directories_fail_with_one_line(tmp_path, capsys):
     assert "no runs there" in stderr and not (tmp_path / "empty" / "report.md").exists()
 
 
+def test_an_unreadable_run_is_left_out_and_named_unless_strict(tmp_path, capsys):
+    for seed in (0, 1):
+        make_run(tmp_path, "grpo", seed, 0.2, [1, 2])
+        make_run(tmp_path, "riskpo", seed, 0.3, [2, 2])
+    broken = tmp_path / "hand" / "riskpo-arith-s1" / "metrics.parquet"
+    broken.write_bytes(broken.read_bytes()[:50])  # a truncated parquet
+    (tmp_path / "hand" / "grpo-arith-s1" / "config.yaml").write_text("task: [unclosed")
+    results = load_results(tmp_path)
+    assert sorted(results.runs["run_id"]) == ["hand/grpo-arith-s0", "hand/riskpo-arith-s0"]
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("bench.report: skipping ") for w in warnings)
+    assert any("riskpo-arith-s1: unreadable (" in w for w in warnings)
+    assert len(results.skipped) == 2 and len(results.subset(["hand/grpo-arith-s0"]).skipped) == 2
+    report = write_report(results, tmp_path / "out").read_text()
+    assert "Left out, unreadable: 2 run(s)." in report and "grpo-arith-s1: unreadable" in report
+    with pytest.raises(ValueError, match=r"grpo-arith-s1: unreadable \(ParserError: "):  # the first, in order
+        load_results(tmp_path, strict=True)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--strict", "--out", str(tmp_path / "strict")])
+    assert exit_.value.code == 2 and not (tmp_path / "strict" / "report.md").exists()
+
+
+def test_an_unwritable_output_directory_fails_before_the_report(tmp_path, capsys):
+    make_run(tmp_path, "grpo", 0, 0.2, [1, 2])
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--out", "/proc/no/such/dir"])
+    assert exit_.value.code == 2 and "cannot create /proc/no" in capsys.readouterr().err
+
+
 # --- the conclusion on hand-made runs ---------------------------------------------------------------
 
 

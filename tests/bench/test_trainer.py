@@ -70,7 +70,9 @@ def test_dapo_refills_the_batch_and_respects_its_bound(tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["model.path=/nonexistent/model"], "/nonexistent/model not found locally; set model.path=<dir>"),
+        (["model.path=/nonexistent/model"], "model.path=/nonexistent/model does not exist; set model.path=<a model"),
+        (["trainer.lr=-1"], "trainer.lr=-1.0 must be > 0"),
+        (["trainer.checkpoint_every=-2"], "trainer.checkpoint_every=-2 must be >= 0"),
         (["rollout.max_new_tokens=0"], "max_new_tokens"),
         (["trainer.prompts_per_step=5", "trainer.mini_batches=2"], "not divisible"),
         (["trainer.tis_cap=2"], "trainer.tis_cap=2.0 corrects a rollout engine's mismatch with the policy; rollout=hf "
