@@ -24,8 +24,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 import algorithms
 import tasks
-from bench.config import (EvalConfig, EvaluateSettings, LoggerConfig, ModelConfig, RolloutConfig, RunConfig, RunSettings,
-                          TrainerConfig)
+from bench.config import (
+    EvalConfig,
+    EvaluateSettings,
+    LoggerConfig,
+    ModelConfig,
+    RolloutConfig,
+    RunConfig,
+    RunSettings,
+    TrainerConfig,
+)
 from common import PROJECT_ROOT
 
 CONF_DIR = PROJECT_ROOT / "conf"

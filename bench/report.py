@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from bench.compose import writable
 from bench.reporting import (
     Results,
     conclusion,
@@ -31,7 +32,6 @@ from bench.reporting import (
     runs_table,
     time_table,
 )
-from bench.compose import writable
 from bench.reporting.results import CONFIDENCE
 from common import write_atomically
 

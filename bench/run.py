@@ -19,8 +19,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bench.compose import (CONF_DIR, CONFIG_ERRORS, ConfigError, check_command_line, fail, one_line, resume_config,
-                           run_config, writable)
+from bench.compose import (
+    CONF_DIR,
+    CONFIG_ERRORS,
+    ConfigError,
+    check_command_line,
+    fail,
+    one_line,
+    resume_config,
+    run_config,
+    writable,
+)
 from bench.config import RunConfig
 
 

@@ -3,8 +3,9 @@
     python scripts/bench_humaneval.py               # one worker per core
     python scripts/bench_humaneval.py --workers 4   # or any pool size; 0 scores in this process
 
-Every solution runs in its own sandbox (tasks/sandbox.py: a fresh process, namespaces, rlimits),
-so this times the whole path a training step takes: pool start, sandbox start-up, the tests.
+Every solution runs in its own sandbox (tasks/sandbox.py: a program process and a test process,
+namespaces, rlimits, plain data between them), so this times the whole path a training step
+takes: pool start, sandbox start-up, the tests.
 It prints the pool's start-up, the scoring time, the pass count (all 164 should pass), the
 reasons of any failures, and the mean sandbox round trip measured on a few serial runs.
 The goal is under 20 s for the 164 on a 2-core machine.

@@ -9,19 +9,31 @@ Judging. The code is the prompt followed by the completion's code: the first fen
 defines ``entry_point``, else the first fenced block (```python, ```py or a bare fence; an
 unclosed fence, cut by the length limit, runs to the end), on a new line; or, with no fence, the
 completion itself as the function body, cut at the Codex paper's stop sequences (a line starting
-``class``, ``def``, ``#``, ``if`` or ``print``). The sandbox (tasks/sandbox.py, where the isolation table lives) runs three parts
-compiled separately: that code, the test, ``check(entry_point)``; only the sandbox's own token,
-written after the last part returns, counts as a pass. Reasons: passed, failed (an assert
-failed), timeout (wall or CPU limit), error: <exception or signal, "exit N" when the program
-left early>, no_code (nothing to run).
+``class``, ``def``, ``#``, ``if`` or ``print``). The sandbox (tasks/sandbox.py, where the
+isolation table lives) runs that code in the program's process; the test process runs the prompt
+(for the helpers the tests call: HumanEval/32's ``poly``, /38's ``encode_cyclic``, /50's
+``encode_shift``), the test, and ``check(entry_point)`` with ``entry_point`` rebound to the
+program's function, which the tests call with plain data over the sandbox's channel. Only the
+test process's token, written after the last part returns, counts as a pass. Reasons: passed,
+failed (an assert failed), timeout (wall or CPU limit), error: <a builtin exception's name (what
+the program's exception derives from), a signal, "exit N" when the program left early, or
+BadMessage when it sent something that is not an answer>, no_code (nothing to run); never text
+the program chose.
 
 Deviations:
 - No training split exists: ``train`` defaults to the benchmark itself (training on it is
   contamination; the default is for smoke runs, and ``load("train")`` says so).
 - Stop sequences are applied when judging, not only when sampling, so an engine that samples
   past the function (a base model writing the next one) is not failed for it.
-- The sandbox hides ``task.data_dir`` from the program, so a completion cannot read the answers
-  from the benchmark file; human-eval runs with the whole machine readable.
+- The program cannot read the answers: its filesystem holds only the interpreter, the system
+  libraries and its working directory, and ``task.data_dir`` (resolved, in whatever form it is
+  given) is hidden from both processes besides; human-eval runs with the whole machine readable.
+- The tests run in their own process: an object whose ``__eq__`` lies, a patched ``math.fabs``
+  or a hook that rebinds ``check`` reaches nothing, and a completion that redefines a helper of
+  the prompt (``poly``) changes its own copy, not the tests' (in human-eval it changes both).
+  The price: the entry point must return plain data (None, bool, numbers, str, bytes, and lists,
+  tuples, dicts, sets of them; numpy scalars count as numbers); a generator or a numpy array is
+  an ``error: TypeError`` where human-eval would compare it.
 - Limits: 5 s wall and 3 s CPU per process (human-eval: 3 s wall, which a loaded machine can
   exceed; the slowest canonical solution, HumanEval/75, takes 0.2 s here), 1 GiB address space.
 """
@@ -103,8 +115,9 @@ class HumanEvalTask(Task):
         if code is None:
             return Verdict(0.0, False, None, "no_code")
         entry_point = problem.metadata["entry_point"]
-        parts = [code, problem.metadata["test"], f"check({entry_point})"]
-        result = run_python(parts, self.limits, hide=[str(self.data_dir)])
+        call = f"{entry_point} = program.{entry_point}\ncheck({entry_point})"  # the program's function, by the channel
+        tests = [problem.question, problem.metadata["test"], call]
+        result = run_python(code, self.limits, tests=tests, hide=[self.data_dir.resolve()])
         return Verdict(float(result.finished), result.finished, code, reason(result))
 
     def reference(self, problem: Problem, rng: Optional[random.Random] = None) -> str:

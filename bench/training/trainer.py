@@ -35,8 +35,8 @@ from bench.engines import Engine, Rollouts, build_engine
 from bench.evaluation.evaluator import Evaluator, load_benchmarks
 from bench.models.policy import load_policy, token_logprobs
 from bench.training import measures, seeds
-from bench.training.measures import StageClock
 from bench.training.checkpoints import checkpoint_dir, latest_checkpoint, load_intact, remove_leftovers
+from bench.training.measures import StageClock
 from bench.training.sinks import RunLock, Sinks
 from common import write_atomically
 from tasks.base import Problem, Verdict

@@ -1,28 +1,23 @@
-"""HumanEval: loading, extraction, verdicts on the real benchmark, and a battery of hostile
-completions, each of which must score 0 within its limits and leave nothing behind.
+"""HumanEval: loading, extraction, verdicts on the real benchmark, answer hiding whatever form
+the data directory takes (hostile completions: test_humaneval_hostile.py).
 
 The canonical run (164 solutions and 164 ``pass`` bodies through the Scorer pool) takes ~6 s on
 2 cores, so it is in the default run.
 """
 
-import glob
 import os
-import tempfile
-import textwrap
 import time
-import uuid
 
 import pytest
-from sandbox_probe import sandbox_processes
 
-from common import PROJECT_ROOT
-from tasks.humaneval import TEMPLATES, HumanEvalConfig, HumanEvalTask, extract
+from common import DEFAULT_DATA_DIR
+from tasks.humaneval import DATA, TEMPLATES, HumanEvalConfig, HumanEvalTask, extract
 from tasks.scoring import Scorer
 
 TASK = HumanEvalTask(HumanEvalConfig())
 PROBLEMS = TASK.load("humaneval")
 BY_UID = {p.uid: p for p in PROBLEMS}
-# tight limits keep the battery fast: 1 s wall, 1 s CPU, 256 MB, 1 MB files, 8 processes
+# tight limits keep the reason checks fast: 1 s wall, 1 s CPU, 256 MB, 1 MB files, 8 processes
 HOSTILE = HumanEvalTask(HumanEvalConfig(wall_seconds=1.0, cpu_seconds=1, memory_mb=256, file_size_mb=1, processes=8))
 ROOT = os.geteuid() == 0
 
@@ -116,182 +111,37 @@ def test_canonical_solutions_pass_and_pass_bodies_fail():
     print(f"{n} canonical + {n} pass bodies: {seconds:.1f} s")
 
 
-# ---- hostile completions: bodies of has_close_elements, or fenced programs ----
-
-MARK = f"sandbox-test-{uuid.uuid4().hex}"
-WRITE_TARGETS = [f"/tmp/{MARK}", f"/var/tmp/{MARK}", f"/dev/shm/{MARK}", f"/run/lock/{MARK}",
-                 str(PROJECT_ROOT / MARK), f"/{MARK}", os.path.expanduser(f"~/{MARK}")]
+# ---- answer hiding and lying objects (the full battery: test_humaneval_hostile.py) ----
 
 
-def body(code: str) -> str:
-    """A function body: the code indented under has_close_elements's docstring."""
-    return textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", "    ")
+@pytest.mark.skipif(not ROOT, reason="the program's filesystem view needs namespaces (root)")
+@pytest.mark.parametrize("form", ["relative", "absolute", "symlink"])
+def test_the_answers_are_hidden_whatever_form_data_dir_takes(form, tmp_path):
+    """``python -m bench.score task=humaneval task.data_dir=../shared/data`` once let a completion
+    read the benchmark file and run the canonical solution: the relative path hid nothing."""
+    link = tmp_path / "data"
+    link.symlink_to(DEFAULT_DATA_DIR)
+    data_dir = {"relative": os.path.relpath(DEFAULT_DATA_DIR), "absolute": str(DEFAULT_DATA_DIR), "symlink": str(link)}
+    task = HumanEvalTask(HumanEvalConfig(data_dir=data_dir[form], wall_seconds=2.0))
+    problem = task.load("humaneval")[0]
+    for path in {str(task.data_file(DATA)), str(task.data_file(DATA).resolve()), os.path.abspath(task.data_file(DATA))}:
+        completion = (f"    import gzip, json\n    row = json.loads(gzip.open({path!r}).readline())\n"
+                      "    namespace = {}\n    exec(row['prompt'] + row['canonical_solution'], namespace)\n"
+                      "    return namespace['has_close_elements'](numbers, threshold)\n")
+        verdict = task.score(problem, completion)
+        assert not verdict.correct and verdict.reason == "error: FileNotFoundError", path
 
 
-def fenced(code: str) -> str:
-    """A reply holding a whole program in a fenced block."""
-    return f"```python\nfrom typing import List\n{textwrap.dedent(code).strip()}\n```"
-
-
-BATTERY = {  # name: (completion, the reasons it may get)
-    "infinite_loop": (body("while True:\n    pass"), {"timeout"}),
-    "sleep_past_wall": (body("import time\ntime.sleep(60)"), {"timeout"}),
-    "ignore_sigterm": (body("""
-        import signal, time
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        while True:
-            time.sleep(0.01)
-        """), {"timeout"}),
-    "fork_bomb": (body("import os\nwhile True:\n    os.fork()"), {"error: BlockingIOError", "timeout"}),
-    "fork_bomb_spinning": (body("""
-        import os
-        while True:
-            try:
-                os.fork()
-            except OSError:
-                pass
-        """), {"timeout"}),
-    "memory_bomb": (body("x = bytearray(1 << 34)"), {"error: MemoryError"}),
-    "memory_creep": (body("xs = []\nwhile True:\n    xs.append(bytearray(10 ** 7))"), {"error: MemoryError"}),
-    "huge_output": (body("while True:\n    print('x' * 100000)"), {"error: OSError"}),
-    "huge_file": (body("""
-        with open('big', 'wb') as f:
-            while True:
-                f.write(bytes(1 << 20))
-        """), {"error: OSError"}),
-    "deep_recursion": (body("""
-        import sys
-        sys.setrecursionlimit(10 ** 8)
-        def down(n):
-            return down(n + 1) + 1
-        return down(0)
-        """), {"error: SIGSEGV", "error: MemoryError", "timeout"}),
-    "sys_exit_0": (body("import sys\nsys.exit(0)"), {"error: SystemExit"}),
-    "os_exit_0": (body("import os\nos._exit(0)"), {"error: exit 0"}),
-    "exit_before_tests": (fenced("import os\nos._exit(0)"), {"error: exit 0"}),
-    "atexit_exit_0": (body("""
-        import atexit, os
-        atexit.register(os._exit, 0)
-        raise KeyboardInterrupt
-        """), {"error: KeyboardInterrupt"}),
-    "kill_parent": (body("""
-        import os, signal
-        os.kill(os.getppid(), signal.SIGKILL)
-        return True
-        """), {"failed", "timeout", "error: PermissionError"}),
-    "kill_everything": (body("""
-        import os, signal
-        for pid in [-1] + list(range(1, 1 << 15)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        return True
-        """), {"failed", "timeout"}),
-    "write_outside": (body(f"""
-        import os
-        for path in {WRITE_TARGETS!r} + [os.path.join(os.path.dirname(os.getcwd()), {MARK!r})]:
-            try:
-                open(path, 'w').write('x')
-            except OSError:
-                pass
-        return True
-        """), {"failed"}),
-    "open_socket": (body("""
-        import socket
-        socket.create_connection(('1.1.1.1', 80), timeout=0.5)
-        return True
-        """), {"error: OSError"}),
-    "read_stdin": (body("import sys\nreturn bool(sys.stdin.read()) or input()"), {"error: EOFError"}),
-    "read_the_answers": (body(f"""
-        import gzip, json
-        row = json.loads(gzip.open({str(TASK.data_file("humaneval/HumanEval.jsonl.gz"))!r}).readline())
-        namespace = {{}}
-        exec(row['prompt'] + row['canonical_solution'], namespace)
-        return namespace['has_close_elements'](numbers, threshold)
-        """), {"error: PermissionError"}),  # would pass if task.data_dir were not hidden
-    "patch_assertion_error": (body("""
-        import builtins
-        builtins.AssertionError = type('Nope', (Exception,), {})
-        return True
-        """), {"failed"}),
-    "patch_builtins_before_tests": (fenced("""
-        import builtins
-        builtins.exec = lambda *args, **kwargs: None
-        def has_close_elements(numbers, threshold):
-            return True
-        """), {"failed"}),
-    "fake_marker": (body("""
-        import os, secrets
-        for fd in range(64):
-            for text in (b'passed\\n', secrets.token_hex(16).encode(), open('/proc/self/cmdline', 'rb').read()):
-                try:
-                    os.write(fd, text)
-                except OSError:
-                    pass
-        os._exit(0)
-        """), {"error: exit 0"}),
-    "override_check": (fenced("""
-        def has_close_elements(numbers, threshold):
-            return True
-        def check(candidate):
-            pass
-        """), {"failed"}),
-    "swallow_tests": (body("return True") + "check = lambda candidate: None\n_ = '''\n", {"error: SyntaxError"}),
-    "thread_rebinds_check": (fenced("""
-        import sys, threading
-        sys.setswitchinterval(1e-6)
-        def spoil():
-            while True:
-                check = globals().get('check')
-                if check:
-                    check.__code__ = (lambda candidate: None).__code__
-        threading.Thread(target=spoil, daemon=True).start()
-        def has_close_elements(numbers, threshold):
-            return True
-        """), {"error: RuntimeError"}),
-    "background_child": (body("""
-        import os, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                time.sleep(120)
-            os._exit(0)
-        return True
-        """), {"failed"}),
-}
-
-
-@pytest.mark.skipif(not ROOT, reason="the battery relies on the uid drop and namespaces (root)")
-@pytest.mark.parametrize("name", list(BATTERY))
-def test_hostile_completion_scores_zero_and_leaves_nothing(name):
-    completion, reasons = BATTERY[name]
-    start = time.monotonic()
-    verdict = HOSTILE.score(P0, completion)
-    seconds = time.monotonic() - start
-    assert (verdict.reward, verdict.correct) == (0.0, False)
-    assert verdict.reason in reasons
-    assert seconds < HOSTILE.config.wall_seconds + 3.0  # margin for a loaded machine; unlimited runs take minutes
-    assert sandbox_processes() == []
-    assert not any(os.path.exists(path) for path in WRITE_TARGETS)
-    assert glob.glob(os.path.join(tempfile.gettempdir(), "sandbox-*")) == []  # the run's directory is gone
-
-
-def test_battery_is_large_enough():
-    assert len(BATTERY) >= 20
-
-
-def test_the_scorer_keeps_working_after_the_battery():
-    problems = [P0, P0, P0, BY_UID["HumanEval/1"]]
-    completions = [BATTERY["fork_bomb"][0], BATTERY["infinite_loop"][0], BODY, BY_UID["HumanEval/1"].answer]
-    with Scorer(HOSTILE, workers=2) as scorer:
-        verdicts = scorer.score(problems, completions)
-        again = scorer.score([P0], [BODY])
-    assert [v.correct for v in verdicts] == [False, False, True, True]
-    assert again[0].reason == "passed" and sandbox_processes() == []
-
-
-@pytest.mark.xfail(strict=True, reason="known gap (tasks/sandbox.py): the tests compare with the program's ==")
-def test_known_gap_an_object_equal_to_everything():
+def test_an_object_equal_to_everything_fails():
     completion = "    class Equal:\n        def __eq__(self, other):\n            return True\n    return Equal()\n"
-    assert not HOSTILE.score(P0, completion).correct
+    verdict = TASK.score(P0, completion)
+    assert not verdict.correct and verdict.reason == "error: TypeError"
+
+
+def test_the_tests_use_the_prompts_helpers_and_the_programs_entry_point():
+    """HumanEval/32's test calls the prompt's ``poly``; HumanEval/33's calls ``sort_third``, the
+    entry point itself: the first comes from the dataset, the second from the program."""
+    find_zero, sort_third = BY_UID["HumanEval/32"], BY_UID["HumanEval/33"]
+    cheat = "```python\ndef poly(xs, x):\n    return 0.0\ndef find_zero(xs):\n    return 0.0\n```"
+    assert TASK.score(find_zero, cheat).reason == "failed"
+    assert TASK.score(find_zero, find_zero.answer).correct and TASK.score(sort_third, sort_third.answer).correct
