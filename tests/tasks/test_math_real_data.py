@@ -80,3 +80,21 @@ def test_gsm8k_answer_field_through_last_number_fallback():
     failures = {p.uid: v.reason for p, v in zip(problems, verdicts) if not v.correct}
     print(f"gsm8k answer field, last_number fallback: {len(problems) - len(failures)}/{len(problems)}")
     assert not failures
+
+
+def test_the_noun_a_gsm8k_question_counts_may_follow_the_answer():
+    """On the first 300 GSM8K test questions that ask "how many / how much": "<gold> <what it
+    counts>" is right, and the same word after "or" (where math-verify's own word list does not
+    take it) or "not", or after a wrong number, is not."""
+    from tasks.math import asked_about, judge
+
+    asked = [(p, sorted(asked_about(p.question))) for p in MathTask(MathConfig()).load("gsm8k")]
+    asked = [(p, words) for p, words in asked if words][:300]
+    assert len(asked) == 300
+    right = sum(judge(f"\\boxed{{{p.answer} {words[-1]}}}", p.answer, question=p.question).correct for p, words in asked)
+    assert right >= 295  # math-verify may read a few nouns as units of its own
+    for problem, words in asked[:40]:
+        own = judge(f"\\boxed{{{problem.answer} {words[-1]}}}", problem.answer).correct  # math-verify's list
+        for wrong in ([] if own else [f"{problem.answer} or {words[-1]}"]) + [
+                f"{problem.answer} not {words[-1]}", f"{int(float(problem.answer.replace(',', ''))) + 1} {words[-1]}"]:
+            assert not judge(f"\\boxed{{{wrong}}}", problem.answer, question=problem.question).correct, wrong
