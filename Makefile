@@ -1,9 +1,11 @@
 # make run: set up .venv and run the main job; make test: set up, lint and run the tests.
-# make setup-vllm / test-vllm: the same for .venv-vllm, the project plus vLLM (opt-in).
-.PHONY: setup run test lint test-all setup-vllm test-vllm bench clean
+# make setup-vllm / test-vllm: the same for .venv-vllm, the project plus vLLM (opt-in);
+# make setup-verl / test-verl: for .venv-verl, the project plus verl (opt-in).
+.PHONY: setup run test lint test-all setup-vllm test-vllm setup-verl test-verl bench clean
 
 PY := .venv/bin/python
 VLLM_PY := .venv-vllm/bin/python
+VERL_PY := .venv-verl/bin/python
 
 setup: .venv/.installed
 
@@ -15,6 +17,12 @@ setup-vllm: .venv-vllm/.installed
 
 .venv-vllm/.installed: pyproject.toml scripts/setup_vllm.sh
 	bash scripts/setup_vllm.sh
+	touch $@
+
+setup-verl: .venv-verl/.installed
+
+.venv-verl/.installed: pyproject.toml scripts/setup_verl.sh
+	bash scripts/setup_verl.sh
 	touch $@
 
 # The main job: RiskPO on the arith task with the project's tiny model, on the CPU.
@@ -36,9 +44,15 @@ test-all: setup
 test-vllm: setup-vllm
 	$(VLLM_PY) -m pytest -q -m vllm
 
+# the tests marked verl: the harness's advantages through verl's compute_advantage and its losses
+# against verl's, on the CPU; verl's outputs must match tests/golden/verl/*.json, which make test checks
+# against the harness without verl (RISKPO_BENCH_WRITE_GOLDEN=1 make test-verl rewrites them)
+test-verl: setup-verl
+	$(VERL_PY) -m pytest -q -m verl tests/verl_equivalence
+
 bench: setup
 	$(PY) scripts/bench_advantages.py
 	$(PY) scripts/bench_humaneval.py
 
 clean:
-	rm -rf .venv .venv-vllm .pytest_cache .hypothesis
+	rm -rf .venv .venv-vllm .venv-verl .pytest_cache .hypothesis
