@@ -9,19 +9,19 @@ VERL_PY := .venv-verl/bin/python
 
 setup: .venv/.installed
 
-.venv/.installed: pyproject.toml scripts/setup.sh
+.venv/.installed: pyproject.toml scripts/setup.sh scripts/venv_torch.sh
 	bash scripts/setup.sh
 	touch $@
 
 setup-vllm: .venv-vllm/.installed
 
-.venv-vllm/.installed: pyproject.toml scripts/setup_vllm.sh
+.venv-vllm/.installed: pyproject.toml scripts/setup_vllm.sh scripts/venv_torch.sh
 	bash scripts/setup_vllm.sh
 	touch $@
 
 setup-verl: .venv-verl/.installed
 
-.venv-verl/.installed: pyproject.toml scripts/setup_verl.sh
+.venv-verl/.installed: pyproject.toml scripts/setup_verl.sh scripts/venv_torch.sh
 	bash scripts/setup_verl.sh
 	touch $@
 

@@ -11,19 +11,11 @@
 # default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+source scripts/venv_torch.sh
 VERL_VERSION=${VERL_VERSION:-0.9.1}
 VENV=${VERL_VENV:-.venv-verl}
 
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
-  pip install "torch==$TORCH_VERSION"
-fi
-echo "torch==$TORCH_VERSION" > "$VENV/constraints.txt"
+venv_with_torch "$VENV"
 # TransferQueue and the rest: what verl's v1 trainer imports beyond the base package (its verl-core
 # extra, less the CUDA and multimodal parts), for the bench_sync trainer of bench/verl_register.py
 pip install -c "$VENV/constraints.txt" "verl==$VERL_VERSION" "TransferQueue>=0.1.10" pyzmq msgspec fastapi uvicorn \

@@ -12,8 +12,7 @@
 # overrides the detection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+source scripts/venv_torch.sh
 VLLM_VERSION=${VLLM_VERSION:-0.32.0}
 VENV=${VLLM_VENV:-.venv-vllm}
 if [ -z "${VLLM_DEVICE:-}" ]; then
@@ -25,14 +24,7 @@ case "$VLLM_DEVICE" in
   *) echo "setup_vllm.sh: VLLM_DEVICE must be cpu or cuda, got '$VLLM_DEVICE'" >&2; exit 2 ;;
 esac
 
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
-  pip install "torch==$TORCH_VERSION"
-fi
-echo "torch==$TORCH_VERSION" > "$VENV/constraints.txt"
+venv_with_torch "$VENV"
 pip install -c "$VENV/constraints.txt" "$VLLM_PACKAGE==$VLLM_VERSION" -e ".[dev]"
 if [ "$VLLM_DEVICE" = cpu ]; then
   pip uninstall -y torchvision torchaudio torchcodec
