@@ -33,6 +33,7 @@ import json
 import shutil
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -254,7 +255,13 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
 
 def run_state(run: Run) -> str:
     """done, partial or new, against the steps the run's own settings ask for."""
-    return state(run, load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps)
+    return state(run, planned_steps(run))
+
+
+@lru_cache(maxsize=None)
+def planned_steps(run: Run) -> int:
+    """The steps ``run``'s settings ask for (composed once per run: the plan asks again and again)."""
+    return load_run_config([*run.overrides, f"seed={run.seed}"]).trainer.steps
 
 
 def plan_line(run: Run, status: str, score: Optional[str] = None) -> str:
