@@ -195,7 +195,7 @@ class EvalConfig:
     n: int = 8  # samples per problem
     k: tuple[int, ...] = ()  # empty: every k from 1 to n
     problems: int = 0  # the first this many problems of each benchmark; 0: all
-    prompts_per_call: int = 64  # prompts per generate call (times n sequences)
+    prompts_per_call: int = 64  # prompts per generate call (times n sequences); the samples do not depend on it
     confidence: float = 0.95  # of the bootstrap interval over problems
     resamples: int = 2000  # bootstrap resamples
     # greedy decoding (temperature 0) with one response per problem, as the RiskPO reference code

@@ -171,9 +171,9 @@ def rollout_speed(args: argparse.Namespace) -> int:
 
     def run(engine, prompts: list, calls: int, seed: int) -> tuple[int, float]:
         tokens, begin = 0, time.perf_counter()
+        sampling = Sampling(max_new_tokens=args.max_new_tokens, seed=seed)
         for first in range(0, len(prompts), calls):
-            sampling = Sampling(max_new_tokens=args.max_new_tokens, seed=seed + first)
-            tokens += int(engine.generate(prompts[first : first + calls], 8, sampling).lengths_b.sum())
+            tokens += int(engine.generate(prompts[first : first + calls], 8, sampling, first=first).lengths_b.sum())
         return tokens, time.perf_counter() - begin
 
     batches = {"(a) step: 20 prompts x 8": (step_prompts, len(step_prompts)),

@@ -3,6 +3,7 @@
     python -m bench.run                                    # riskpo on arith with the tiny model, CPU
     python -m bench.run algorithm=grpo trainer.steps=20 seed=1
     python -m bench.run -m algorithm=grpo,dapo,riskpo seed=0,1,2   # a sweep (Hydra multirun)
+    torchrun --nproc-per-node=4 -m bench.run ...           # data-parallel (FSDP2; bench/training/distributed.py)
 
 Ends with a summary: pass@1 before and after, entropy at start and end, and ``run dir: <path>``.
 """
@@ -50,6 +51,8 @@ def train(config: RunConfig, run_dir: Path, **seams: Any) -> dict[str, float]:
         summary = trainer.fit()
     finally:
         trainer.close()
+    if not trainer.world.main:
+        return summary.after
     measure = "greedy accuracy" if config.eval.greedy else "pass@1"
     for benchmark, value in summary.after.items():
         start = f"{summary.before[benchmark]:.3f} -> " if benchmark in summary.before else ""
@@ -75,6 +78,7 @@ def main(cfg: DictConfig) -> None:
         print(f"bench.run: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     run_dir = Path(config.trainer.resume) if config.trainer.resume else Path(HydraConfig.get().runtime.output_dir)
+    run_dir = agreed_run_dir(config, run_dir)
     try:
         train(config, run_dir)
     except StartupError as err:
@@ -86,6 +90,20 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"bench.run: {err.strerror}; free some space, then continue with trainer.resume={run_dir}", file=sys.stderr)
         sys.exit(1)
+
+
+def agreed_run_dir(config: RunConfig, run_dir: Path) -> Path:
+    """Under torchrun, rank 0's run directory on every rank (each rank's Hydra names its own from the
+    clock; the others' are removed when unused)."""
+    from bench.training.distributed import init_world, world_size
+
+    if world_size() == 1:
+        return run_dir
+
+    agreed = Path(init_world(config.model.device.value).broadcast(str(run_dir)))
+    if agreed != run_dir:
+        discard_if_unused(run_dir)
+    return agreed
 
 
 def discard_if_unused(run_dir: Path) -> None:

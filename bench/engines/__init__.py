@@ -13,7 +13,9 @@ the same way:
 
 Both build prompts with the tokenizer's chat template, sample with exactly the settings of
 ``Sampling`` (the model's own ``generation_config`` defaults, such as a repetition penalty, are
-not applied), stop at any EOS id of the model, and decode texts with the same tokenizer.
+not applied), stop at any EOS id of the model, and decode texts with the same tokenizer. A
+response is a function of (sampling seed, prompt index, sample index) and the weights, whatever
+else shares its call (``generate``'s ``first`` gives the prompts' indices; bench/engines/noise.py).
 Temperature 0 is greedy decoding, which only evaluation asks for (``eval.greedy``); a training
 rollout refuses it.
 

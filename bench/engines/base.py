@@ -118,7 +118,12 @@ class Rollouts:
 
 
 class Engine(Protocol):
-    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling) -> Rollouts: ...
+    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling, first: int = 0) -> Rollouts:
+        """n responses to each prompt, prompt-major. ``first``: the index of ``prompts[0]`` among the
+        step's (or evaluation's) prompts. Response j of prompt i is a function of (sampling.seed,
+        first + i, j) and the weights alone, so splitting the prompts over several calls (or
+        data-parallel ranks), each told its ``first``, samples what one call would."""
+        ...
 
     def sync_weights(self, model: Any) -> None: ...
 

@@ -2,6 +2,17 @@
 
 It samples from the weights being trained, so ``sync_weights`` has nothing to do, and its
 rollouts carry no sampling log-probs (the trainer's recomputation is exact).
+
+A row's response is a function of (sampling seed, prompt index, sample index) alone, whatever
+else shares its batch: transformers' own temperature, top-k and top-p warpers, then the row's
+Gumbel noise (bench/engines/noise.py), then the argmax, an exact sample of the warped
+distribution. Nothing draws from a generator, so the trainer's stays as it was. (The logits
+themselves may differ in their last bits with the batch's shape and padding, which changes a
+pick only at a near-tie.)
+
+Under torch.distributed with several processes, ``generate`` runs with ``synced_gpus``: every rank
+takes as many forward passes as the longest one (a finished rank keeps stepping), which a model
+sharded across the data-parallel ranks needs, each of its forward passes being collective.
 """
 
 from __future__ import annotations
@@ -12,33 +23,46 @@ import torch
 
 from bench.config import Sampling
 from bench.engines.base import Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
+from bench.engines.noise import GumbelNoiseProcessor, row_keys
 
 __all__ = ["HFEngine"]
 
 
 class HFEngine:
-    """transformers ``generate`` on the policy itself: batched, left-padded, seeded."""
+    """transformers ``generate`` on the policy itself: batched, left-padded, each row keyed by
+    (seed, prompt index, sample index)."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
 
     def generation_config(self, sampling: Sampling) -> Any:
-        """Exactly ``sampling``: the fields generate would otherwise fill from the model's own defaults are pinned
-        (greedy decoding sets no sampling knob: transformers warns about any that is given)."""
+        """Greedy decoding with ``sampling``'s length: the fields generate would otherwise fill from the model's own
+        defaults are pinned. No sampling knob is set (transformers warns about any given with greedy decoding):
+        sampling is the warpers and noise of ``logits_processors``."""
         from transformers import GenerationConfig
 
-        knobs = {} if sampling.greedy else dict(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=0.0, typical_p=1.0,
-            epsilon_cutoff=0.0, eta_cutoff=0.0)
         return GenerationConfig(
-            do_sample=not sampling.greedy, max_new_tokens=sampling.max_new_tokens,
+            do_sample=False, max_new_tokens=sampling.max_new_tokens,
             eos_token_id=stop_ids(self.model, self.tokenizer), pad_token_id=self.tokenizer.pad_token_id, num_beams=1,
             num_return_sequences=1, min_new_tokens=0, repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True,
-            **knobs,
         )
 
-    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling) -> Rollouts:
-        """n responses per prompt; the model is back in its training mode afterwards."""
+    def logits_processors(self, sampling: Sampling, keys_b: torch.Tensor, prompt_width: int) -> Any:
+        """Temperature, top-k and top-p (transformers' warpers, in the order its own sampling applies
+        them), then each row's Gumbel noise: the argmax of the result samples the warped distribution."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        warpers = [TemperatureLogitsWarper(float(sampling.temperature))]
+        if sampling.top_k:
+            warpers.append(TopKLogitsWarper(top_k=sampling.top_k))
+        if sampling.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p=sampling.top_p))
+        return LogitsProcessorList([*warpers, GumbelNoiseProcessor(keys_b, prompt_width)])
+
+    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling, first: int = 0) -> Rollouts:
+        """n responses per prompt; the model is back in its training mode afterwards. ``first``: the
+        index of ``prompts[0]`` among the step's (or evaluation's) prompts, so prompt i's rows are
+        keyed by first + i."""
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         rows = [ids for ids in prompt_ids for _ in range(n)]
         width = max(len(r) for r in rows)
@@ -46,14 +70,17 @@ class HFEngine:
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
         device = next(self.model.parameters()).device
-        cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+        processors = None if sampling.greedy else self.logits_processors(
+            sampling, row_keys(sampling.seed, first, len(prompts), n).to(device), width)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=cuda):  # seeded, the trainer's RNG left as it was
-                torch.manual_seed(sampling.seed)
+            with torch.no_grad():
                 out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                          generation_config=self.generation_config(sampling))
+                                          generation_config=self.generation_config(sampling),
+                                          logits_processor=processors,
+                                          synced_gpus=distributed and torch.distributed.get_world_size() > 1)
         finally:
             self.model.train(was_training)
         stops = stop_ids(self.model, self.tokenizer)

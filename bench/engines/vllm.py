@@ -19,6 +19,7 @@ import torch
 
 from bench.config import RolloutConfig, Sampling
 from bench.engines.base import Finish, Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
+from bench.engines.noise import prompt_seeds
 
 __all__ = ["HARMLESS_VLLM_WARNINGS", "VLLMEngine", "engine_args", "vllm_available", "vllm_distribution"]
 
@@ -165,8 +166,13 @@ class VLLMEngine:
         self.push(model)  # the policy may differ from its directory (a resumed checkpoint)
 
     def push(self, model: Any) -> None:
-        """Load ``model``'s current weights into vLLM (Hugging Face names, checkpoint layout)."""
+        """Load ``model``'s current weights into vLLM (Hugging Face names, checkpoint layout). A policy
+        sharded over data-parallel ranks (FSDP2) is gathered one whole tensor at a time, as vLLM reads
+        them, so one tensor at most is held beside the shards (every rank pushes, in the same order)."""
         weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+        if any(hasattr(tensor, "full_tensor") for _, tensor in weights):
+            weights = ((name, tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor)
+                       for name, tensor in weights)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
 
     def wake(self) -> None:
@@ -196,14 +202,17 @@ class VLLMEngine:
         return self.vllm.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
                                         top_k=sampling.top_k or -1, seed=seed, **common)
 
-    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling) -> Rollouts:
+    def generate(self, prompts: list[list[dict]], n: int, sampling: Sampling, first: int = 0) -> Rollouts:
+        """n responses per prompt; ``first``: the index of ``prompts[0]`` among the step's (or
+        evaluation's) prompts (the ``Engine`` contract)."""
         self.wake()
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         stops = stop_ids(self.policy, self.tokenizer)
-        # one seed per prompt drawn from sampling.seed (vLLM gives the k-th of its n responses seed + k),
-        # so no two prompts share a random stream
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),), generator=torch.Generator().manual_seed(sampling.seed))
-        params = [self.sampling_params(sampling, n, int(seed), stops) for seed in seeds]
+        # prompt first + i's seed is a hash of (sampling.seed, first + i), and vLLM gives the k-th of its n
+        # responses seed + k (its own generator per request): a response depends on (seed, prompt index,
+        # sample index) alone, not on the other prompts of the call
+        seeds = prompt_seeds(sampling.seed, first, len(prompts)).tolist()
+        params = [self.sampling_params(sampling, n, seed, stops) for seed in seeds]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
         responses: list[list[int]] = []
         logps: list[list[float]] = []

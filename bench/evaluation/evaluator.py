@@ -9,7 +9,7 @@ owns it (math500 -> math, aime24 -> aime, ...).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -20,6 +20,7 @@ import tasks
 from bench.config import EvalConfig, Sampling
 from bench.engines.base import Rollouts
 from bench.evaluation import passk
+from bench.training.distributed import World
 from tasks.base import Problem, Task, Verdict
 from tasks.scoring import Scorer
 
@@ -99,12 +100,17 @@ class Evaluator:
 
     ``divergence`` (the trainer's): each sampled response's KL from the initial policy, [N] for the
     N responses of a ``Rollouts``; averaged per problem as ``kl_from_initial`` (NaN without it, and
-    with greedy decoding, where no distribution is sampled)."""
+    with greedy decoding, where no distribution is sampled).
+
+    ``world``: data-parallel ranks (bench/training/distributed.py) each sample and judge an equal,
+    contiguous share of every benchmark (the last rank's padded by repeating a problem, whose samples
+    are dropped) and gather them, so every rank returns the whole evaluation."""
 
     def __init__(self, config: EvalConfig, benchmarks: list[Benchmark], engine: Any,
                  scorers: Optional[dict[str, Scorer]] = None,
-                 divergence: Optional[Callable[[Rollouts], torch.Tensor]] = None) -> None:
-        self.config, self.benchmarks, self.engine = config, benchmarks, engine
+                 divergence: Optional[Callable[[Rollouts], torch.Tensor]] = None,
+                 world: Optional[World] = None) -> None:
+        self.config, self.benchmarks, self.engine, self.world = config, benchmarks, engine, world or World()
         self.divergence = None if config.greedy else divergence
         self.scorers = dict(scorers or {})
         needed = {b.task.config.name: b.task for b in benchmarks if b.task.config.name not in self.scorers}
@@ -133,21 +139,30 @@ class Evaluator:
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 
     def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> tuple[list[Verdict], np.ndarray]:
-        """n judged samples per problem, problem by problem in order, one seed per generate call;
-        and each sample's KL from the initial policy (NaN unmeasured)."""
+        """n judged samples per problem, problem by problem in order; and each sample's KL from the
+        initial policy (NaN unmeasured). Every call has the same ``sampling``, told the index of its
+        first problem, so a problem's samples depend on (seed, its index, sample index) alone, not
+        on ``prompts_per_call``."""
         per_call, verdicts, kl = self.config.prompts_per_call, [], []
-        bar = tqdm(total=len(bench.problems), desc=f"eval {bench.name}", unit="problem", disable=not progress)
-        for start in range(0, len(bench.problems), per_call):
-            chunk = bench.problems[start : start + per_call]
-            seeded = replace(sampling, seed=sampling.seed + start)
-            rollouts = self.engine.generate([bench.task.prompt(p) for p in chunk], self.config.n, seeded)
+        index, real = self.world.padded_share(len(bench.problems))
+        bar = tqdm(total=len(bench.problems), desc=f"eval {bench.name}", unit="problem",
+                   disable=not (progress and self.world.main))
+        for start in range(0, len(index), per_call):
+            chunk = [bench.problems[i] for i in index[start : start + per_call]]
+            rollouts = self.engine.generate([bench.task.prompt(p) for p in chunk], self.config.n, sampling,
+                                            first=index[start])
             scorer = self.scorers[bench.task.config.name]
             verdicts += scorer.score([chunk[int(i)] for i in rollouts.prompt_b], rollouts.texts)
             kl.append(np.full(len(rollouts), np.nan) if self.divergence is None else
                       self.divergence(rollouts).double().cpu().numpy())
-            bar.update(len(chunk))
+            bar.update(len(chunk) * self.world.size)
         bar.close()
-        return verdicts, np.concatenate(kl) if kl else np.zeros(0)
+        own = self.config.n * real
+        kl_b = np.concatenate(kl)[:own] if kl else np.zeros(0)
+        if self.world.size == 1:
+            return verdicts[:own], kl_b
+        parts = self.world.gather((verdicts[:own], kl_b))
+        return [v for part in parts for v in part[0]], np.concatenate([part[1] for part in parts])
 
     def close(self) -> None:
         for scorer in self.owned:

@@ -185,6 +185,16 @@ def _check_plain_head(model: Any) -> None:
 
 def token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int, with_entropy: bool,
                    *, temperature: float = 1.0) -> tuple[Tensor, Optional[Tensor]]:
+    """``unsharded_token_logprobs``, through FSDP's hooks when the model is sharded
+    (bench.training.distributed.shard gives it ``bench_token_logprobs``)."""
+    sharded = getattr(model, "bench_token_logprobs", None)
+    if sharded is not None:
+        return sharded(input_ids_bt, attention_mask_bt, chunk, with_entropy, temperature=temperature)
+    return unsharded_token_logprobs(model, input_ids_bt, attention_mask_bt, chunk, with_entropy, temperature=temperature)
+
+
+def unsharded_token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
+                             with_entropy: bool, *, temperature: float = 1.0) -> tuple[Tensor, Optional[Tensor]]:
     """Per-token log-probs (and entropies) of a batch under ``model``, chunked over positions.
 
     For t >= 1, ``logp_bt[:, t] = log p(x_t | x_<t)`` and ``entropy_bt[:, t]`` is the exact entropy
@@ -215,9 +225,19 @@ def token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, 
     return logp_bt, torch.cat(entropies, dim=1).masked_fill(~valid_bt, 0.0)
 
 
-@torch.no_grad()
 def token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
              *, temperature: float = 1.0) -> Tensor:
+    """``unsharded_token_kl``, through FSDP's hooks when ``model`` is sharded (``initial`` is a
+    plain replica)."""
+    sharded = getattr(model, "bench_token_kl", None)
+    if sharded is not None:
+        return sharded(initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature)
+    return unsharded_token_kl(model, initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature)
+
+
+@torch.no_grad()
+def unsharded_token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
+                       *, temperature: float = 1.0) -> Tensor:
     """Per-token KL(p || q) between the full next-token distributions of ``model`` (p) and
     ``initial`` (q), both divided by ``temperature``, at the positions ``token_logprobs`` scores
     (0 elsewhere).

@@ -161,12 +161,12 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Ta
     engine = HFEngine(model, tokenizer)
     texts: list[str] = []
     ended: list[bool] = []
+    sampling = Sampling(temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=seed)
     with Scorer(task, workers=workers) as scorer:
         verdicts = []
         for first in range(0, len(problems), PROMPTS_PER_CALL):
             chunk = list(problems[first : first + PROMPTS_PER_CALL])
-            sampling = Sampling(temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=seed + first)
-            rollouts = engine.generate([task.prompt(p) for p in chunk], samples, sampling)
+            rollouts = engine.generate([task.prompt(p) for p in chunk], samples, sampling, first=first)
             verdicts += scorer.score([chunk[int(i)] for i in rollouts.prompt_b], rollouts.texts)
             texts += rollouts.texts
             ended += [f == "stop" for f in rollouts.finish]

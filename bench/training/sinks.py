@@ -81,8 +81,9 @@ class Table:
         write_atomically(self.path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Git commit and dirty flag, package versions, device: enough to say what produced a run."""
+def environment(device: str, world: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Git commit and dirty flag, package versions, device, data-parallel world (size and
+    backend): enough to say what produced a run."""
 
     def git(*args: str) -> str:
         try:
@@ -98,7 +99,7 @@ def environment(device: str) -> dict[str, Any]:
             versions[name] = None
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain")),
             "python": platform.python_version(), "platform": platform.platform(), "device": device,
-            "packages": versions}
+            "world": world or {"world_size": 1, "backend": "none"}, "packages": versions}
 
 
 def eval_key(row: dict[str, Any]) -> str:
@@ -111,12 +112,13 @@ class Sinks:
     """Everything a step reports goes through here: parquet tables, wandb, the console summary."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], logger: LoggerConfig, device: str, resume_step: int = 0,
-                 identity: Optional[dict[str, Any]] = None):
+                 identity: Optional[dict[str, Any]] = None, world: Optional[dict[str, Any]] = None):
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(config)))
         write_atomically(run_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(identity or {}, indent=2)))
-        write_atomically(run_dir / "env.json", lambda tmp: tmp.write_text(json.dumps(environment(device), indent=2)))
+        env = environment(device, world)
+        write_atomically(run_dir / "env.json", lambda tmp: tmp.write_text(json.dumps(env, indent=2)))
         self.metrics = Table(run_dir / "metrics.parquet")
         self.samples = Table(run_dir / "samples.parquet")
         self.eval = Table(run_dir / "eval.parquet")
@@ -156,3 +158,19 @@ class Sinks:
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+
+
+class Silent:
+    """The sinks of a data-parallel rank other than 0: rank 0 writes everything, the others nothing."""
+
+    def log(self, step: int, metrics: dict[str, float], samples: list[dict[str, Any]]) -> None:
+        pass
+
+    def log_eval(self, step: int, rows: list[dict[str, Any]], problems: list[dict[str, Any]]) -> None:
+        pass
+
+    def evaluated(self, step: int) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        pass

@@ -11,7 +11,8 @@ from bench.compose import load_run_config
 from bench.models.policy import token_logprobs
 from bench.training import measures
 from bench.training.measures import STAGES, StageClock
-from bench.training.trainer import Trainer, UpdateBatch
+from bench.training.trainer import Trainer
+from bench.training.update import UpdateBatch
 from tasks.scoring import Scorer
 
 SMALL = ["trainer.prompts_per_step=5", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=2", "eval.n=1",
@@ -29,7 +30,7 @@ def loss_and_grads(tmp_path, overrides, micro_batch_size, rollouts=None):
             reward_batch = RewardBatch(rewards_b=rewards_b, prompt_b=rollouts.prompt_b, lengths_b=rollouts.lengths_b,
                                        max_length=config.rollout.max_new_tokens)
             adv_b = advantage_step(trainer.algo, reward_batch, 5, trainer.state).adv_b.float()
-            stats = trainer.backward(UpdateBatch(rollouts, adv_b), torch.arange(len(rollouts)))
+            stats = trainer.updater.backward(UpdateBatch(rollouts, adv_b), torch.arange(len(rollouts)))
             grads = [p.grad.clone() for p in trainer.model.parameters()]
         finally:
             trainer.close()
@@ -60,9 +61,9 @@ def test_the_covariance_of_log_prob_and_advantage(tmp_path):
             rewards_b = torch.tensor([v.reward for v in collected.verdicts])
             adv_b = advantage_step(trainer.algo, RewardBatch(rewards_b=rewards_b, prompt_b=r.prompt_b), 5,
                                    trainer.state).adv_b.float()
-            stats = trainer.backward(UpdateBatch(r, adv_b), torch.randperm(len(r)))  # any row order
-            cov = trainer.reduce(stats, [1.0], tokens=1.0, adv_b=adv_b)["train/cov_logp_adv"]
-            seq_b = (trainer.logprobs(trainer.model, r) * r.response_mask).sum(-1).double()
+            stats = trainer.updater.backward(UpdateBatch(r, adv_b), torch.randperm(len(r)))  # any row order
+            cov = trainer.updater.reduce(stats, [1.0], tokens=1.0, adv_b=adv_b)["train/cov_logp_adv"]
+            seq_b = (trainer.updater.logprobs(trainer.model, r) * r.response_mask).sum(-1).double()
         finally:
             trainer.close()
     a_b = adv_b.double()
@@ -82,9 +83,10 @@ def test_the_entropy_of_answer_tokens_and_of_the_rest(tmp_path):
             r = trainer.collect(0).rollouts
             answer_bt, other_bt = measures.answer_tokens(trainer.task, trainer.tokenizer, r, trainer.device)
             adv_b = torch.zeros(len(r))
-            stats = trainer.backward(UpdateBatch(r, adv_b, answer_bt=answer_bt, other_bt=other_bt), torch.arange(len(r)))
+            batch = UpdateBatch(r, adv_b, answer_bt=answer_bt, other_bt=other_bt)
+            stats = trainer.updater.backward(batch, torch.arange(len(r)))
             split = {"train/entropy_answer": answer_bt.sum().item(), "train/entropy_other": other_bt.sum().item()}
-            out = trainer.reduce(stats, [1.0], r.response_mask.sum().item(), adv_b, split)
+            out = trainer.updater.reduce(stats, [1.0], r.response_mask.sum().item(), adv_b, split)
             _, ent_bt = token_logprobs(trainer.model, r.input_ids, r.attention_mask, 64, with_entropy=True)
         finally:
             trainer.close()

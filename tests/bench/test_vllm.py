@@ -92,6 +92,21 @@ def test_generates_laid_out_responses_with_the_tiny_model(policy, engine):
     assert len(set(r.texts)) > 6, "the n responses of a prompt are sampled, not copies"
 
 
+def test_a_response_does_not_depend_on_the_rest_of_its_batch(engine):
+    """A prompt's seed is a hash of (sampling seed, prompt index) and vLLM's k-th response takes
+    seed + k: prompts 2 and 3 alone, told their index, get the responses they got among four."""
+    sampling = Sampling(max_new_tokens=24, seed=5)
+    whole = engine.generate(arith_prompts(4), 3, sampling)
+    tail = engine.generate(arith_prompts(4)[2:], 3, sampling, first=2)
+
+    def responses(r):
+        return [r.input_ids[b, r.prompt_width : r.prompt_width + int(r.lengths_b[b])].tolist() for b in range(len(r))]
+
+    assert responses(tail) == responses(whole)[6:] and tail.texts == whole.texts[6:]
+    assert engine.generate(arith_prompts(4)[2:], 3, sampling).texts != tail.texts  # keyed by the index
+    assert len(set(whole.texts)) > 4, "a prompt's n responses are different samples"
+
+
 def test_sampled_token_logprobs_agree_with_the_policy(policy, engine):
     model, _ = policy
     r = engine.generate(arith_prompts(20, split="train"), 8, Sampling(max_new_tokens=48, seed=3))
