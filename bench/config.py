@@ -274,10 +274,15 @@ class RunSettings:
 
 @dataclass
 class EvaluateSettings:
-    """``python -m bench.evaluate``'s own fields (conf/evaluate.yaml), beside the groups."""
+    """``python -m bench.evaluate``'s own fields (conf/evaluate.yaml), beside the groups. ``label``,
+    ``seed`` and ``experiment_name`` say what the weights are, in the output's run.json (as a
+    training run's), for ``bench.report``; None: the evaluated run's own (a run directory or one
+    of its checkpoints), else the defaults in the comments."""
 
     checkpoint: Optional[str] = None  # set by model=<weights>
-    seed: int = 0
+    label: Optional[str] = None  # the algorithm label a report groups by (riskpo_reference); else the model's name
+    seed: Optional[int] = None  # seeds the sampling; the replicate a report pairs runs by; else 0
+    experiment_name: Optional[str] = None  # a report compares runs within one experiment; else "evaluate"
     output_dir: Optional[str] = None  # None: Hydra's results/evaluate/<time>
 
 

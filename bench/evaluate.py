@@ -24,12 +24,31 @@ sets, so every run has pass@k curves over training. Both write, in the output di
 - ``problems.parquet``: one row per (benchmark, step, problem): ``uid``, ``n``, ``c`` (correct
   samples), ``distinct_correct``, ``answer_entropy``, from which any pass@k and paired
   comparisons between runs can be recomputed.
+
+bench.evaluate also writes ``run.json``, the identity a training run's has (algorithm label, task,
+model, seed, experiment), so that ``bench.report`` compares the directory as an evaluation-only run
+(weights trained elsewhere, e.g. by verl)::
+
+    python -m bench.evaluate model=weights/riskpo_reference-math-s0 task=math label=riskpo_reference \
+        seed=0 experiment_name=verl output_dir=results/verl/riskpo_reference-math-s0
+
+``label``, ``seed`` and ``experiment_name`` default to the evaluated run's own (a run directory or
+one of its checkpoints; its task and model too), else to the model's name, 0 and ``evaluate``,
+with the task that owns the first benchmark. ``seed`` also seeds the sampling.
+
+An output directory holds one run: a ``run.json`` already there (a training run's, or an earlier
+evaluation's) must name the same identity, else bench.evaluate refuses before any work. So a run
+directory may be re-evaluated into itself (``output_dir=<run dir>``, e.g. with a larger
+``eval.n`` at the end of training): the new rows replace the ones there of the same benchmark and
+step (the trainer's final evaluation), never adding a second copy, and run.json stays the run's.
+The directory is locked while bench.evaluate writes it, as a training run locks its own.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,20 +56,24 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import tasks
-from bench.config import EvalConfig, ModelConfig, RolloutConfig
+from bench.config import EvalConfig, EvaluateSettings, ModelConfig, RolloutConfig
 from bench.evaluation.evaluator import Evaluation, Evaluator, load_benchmarks
 from bench.training.checkpoints import checkpoint_step, latest_checkpoint
-from bench.training.sinks import Table
+from bench.training.sinks import RUN_FILES, RunLock, Table, identify
+from common import write_atomically
+
+IDENTITY = ("algorithm", "task", "model", "seed", "experiment")  # run.json's keys (bench/training/sinks.py)
 
 
 @dataclass
 class Source:
-    """What ``checkpoint=`` named: model fields over the ``model`` group's, the run's task settings if
-    any, and the step the weights are from."""
+    """What ``checkpoint=`` named: model fields over the ``model`` group's, the run's task settings and
+    identity if any, and the step the weights are from."""
 
     model: dict[str, Any] = field(default_factory=dict)
     tasks: list[DictConfig] = field(default_factory=list)  # task nodes of the run's config.yaml
     step: int = 0
+    identity: dict[str, Any] = field(default_factory=dict)  # the run's run.json (IDENTITY); empty for other weights
 
 
 def resolve_checkpoint(spec: Optional[str]) -> Source:
@@ -60,10 +83,10 @@ def resolve_checkpoint(spec: Optional[str]) -> Source:
     path = Path(spec).expanduser()
     path = latest_checkpoint(path) or path
     if (path / "trainer.pt").is_file() and (path / "model").is_dir():  # a checkpoint of a run
-        config = path.parent.parent / "config.yaml"
-        run = OmegaConf.load(config) if config.is_file() else None
-        model = {"name": run.model.name if run else path.parent.parent.name, "path": str(path / "model")}
-        return Source(model, [run.task] if run else [], checkpoint_step(path))
+        run_dir = path.parent.parent
+        run = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+        model = {"name": run.model.name if run else run_dir.name, "path": str(path / "model")}
+        return Source(model, [run.task] if run else [], checkpoint_step(path), run_identity(run_dir))
     if (path / "config.json").is_file():
         return Source({"name": path.name, "path": str(path)})
     if spec.startswith((".", "/", "~")) or path.exists():
@@ -72,15 +95,58 @@ def resolve_checkpoint(spec: Optional[str]) -> Source:
     return Source({"name": spec.rsplit("/", 1)[-1], "path": spec})  # a hub name; offline, load_policy says so
 
 
+def run_identity(run_dir: Path) -> dict[str, Any]:
+    """The identity of the run in ``run_dir``, as bench.report reads it; empty when it has none (a
+    checkpoint copied out of its run, a directory holding no run)."""
+    try:
+        found = identify(run_dir, run_dir.parent)
+    except ValueError:  # neither run.json nor config.yaml nor a run's name
+        return {}
+    return {key: found.get(key) for key in IDENTITY}
+
+
+def identity(settings: EvaluateSettings, source: Source, model: str, task: str) -> dict[str, Any]:
+    """The evaluation's run.json: each field as given (``label``, ``seed``, ``experiment_name``),
+    else the evaluated run's, else ``model``'s name, seed 0, experiment "evaluate"; the task is the
+    run's, else ``task`` (the owner of the first benchmark)."""
+    given = {"algorithm": settings.label, "seed": settings.seed, "experiment": settings.experiment_name}
+    otherwise = {"algorithm": model, "task": task, "model": model, "seed": 0, "experiment": "evaluate"}
+    return {key: next(value for value in (given.get(key), source.identity.get(key), otherwise[key])
+                      if value is not None) for key in IDENTITY}
+
+
+def claim(out: Path, ident: dict[str, Any]) -> RunLock:
+    """Lock ``out`` for this evaluation; a ValueError if it already holds another run's results
+    (a directory holds one run: the same identity may be re-evaluated into it)."""
+    lock = RunLock(out)
+    holds = [name for name in ("run.json", *RUN_FILES) if (out / name).exists()]
+    there = run_identity(out) if holds else ident
+    if not there or any(value is not None and value != ident[key] for key, value in there.items()):
+        lock.release()
+        named = ", ".join(f"{k}={v}" for k, v in there.items()) if there else "a run without run.json"
+        raise ValueError(f"output_dir={out} holds the results of {named} ({holds[0]}), not of "
+                         f"{', '.join(f'{k}={v}' for k, v in ident.items())}: one directory holds one run; "
+                         "choose another output_dir")
+    return lock
+
+
 def route_model_argument(argv: list[str], presets: set[str]) -> list[str]:
     """``model=<path or hub name>`` means ``checkpoint=<it>``: ``model`` is also the Hydra group of
     the conf/model presets, which accepts only their names."""
     return [f"checkpoint={a[6:]}" if a.startswith("model=") and a[6:] not in presets else a for a in argv]
 
 
-def write_results(out: Path, evaluation: Evaluation) -> None:
-    Table(out / "eval.parquet").add(evaluation.rows)
-    Table(out / "problems.parquet").add(evaluation.problems)
+def write_results(out: Path, evaluation: Evaluation, ident: dict[str, Any]) -> None:
+    """run.json unless there (``claim`` checked it agrees), and the rows of eval.parquet and
+    problems.parquet: rows already there of an evaluated (benchmark, step), the trainer's or an
+    earlier evaluation's, are replaced, so none is counted twice."""
+    if not (out / "run.json").is_file():
+        write_atomically(out / "run.json", lambda tmp: tmp.write_text(json.dumps(ident, indent=2)))
+    done = {(row["benchmark"], row["step"]) for row in evaluation.rows}
+    for name, rows in (("eval", evaluation.rows), ("problems", evaluation.problems)):
+        table = Table(out / f"{name}.parquet")
+        table.rows = [row for row in table.rows if (row["benchmark"], row["step"]) not in done]
+        table.add(rows)
 
 
 def table(evaluation: Evaluation) -> str:
@@ -101,28 +167,34 @@ def cli(cfg: DictConfig) -> None:
 
     try:
         validate(cfg)
+        settings = EvaluateSettings(**{f.name: cfg[f.name] for f in fields(EvaluateSettings)})
         config: EvalConfig = OmegaConf.to_object(cfg.eval)
-        source = resolve_checkpoint(cfg.checkpoint)
+        source = resolve_checkpoint(settings.checkpoint)
         model_cfg: ModelConfig = OmegaConf.to_object(OmegaConf.merge(cfg.model, source.model))
         given = [tasks.build(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(
             tasks.get_task(c.name).config_type), c))) for c in [*source.tasks, cfg.task]]
         benchmarks = load_benchmarks(config, given)
+        ident = identity(settings, source, model_cfg.name, benchmarks[0].task.config.name)
+        out = Path(settings.output_dir or HydraConfig.get().runtime.output_dir)
+        lock = claim(out, ident)
         model, tokenizer = load_policy(model_cfg)
         rollout: RolloutConfig = OmegaConf.to_object(cfg.rollout)
-        engine = build_engine(rollout, model, tokenizer, seed=cfg.seed)
+        engine = build_engine(rollout, model, tokenizer, seed=ident["seed"])
     except (ValueError, KeyError, TypeError, OSError, ImportError) as err:
         print(f"bench.evaluate: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    out = Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
     evaluator = Evaluator(config, benchmarks, engine)
     try:
-        evaluation = evaluator.evaluate(source.step, rollout.sampling(seed=cfg.seed), progress=True)
+        evaluation = evaluator.evaluate(source.step, rollout.sampling(seed=ident["seed"]), progress=True)
+        write_results(out, evaluation, ident)
     finally:
         evaluator.close()
-    write_results(out, evaluation)
+        lock.release()
     print(f"{model_cfg.name} at step {source.step}, {'greedy' if config.greedy else f'n={config.n}'}, "
           f"{', '.join(f'{b.name} ({len(b.problems)})' for b in benchmarks)}; {evaluation.seconds:.0f} s")
     print(table(evaluation))
+    print(f"reported as {ident['algorithm']}, seed {ident['seed']}, experiment {ident['experiment']}, "
+          f"task {ident['task']}")
     print(f"results: {out}")
 
 

@@ -3,7 +3,9 @@
     python -m bench.report results/compare_arith                      # writes report.md + PNGs there
     python -m bench.report results --out /tmp/report --baseline grpo --target riskpo --k 1 8
 
-Every directory below the results directory holding a ``metrics.parquet`` is a run; the loader,
+Every directory below the results directory holding a ``metrics.parquet`` (a training run) or an
+``eval.parquet`` (an evaluation-only run: bench.evaluate on weights trained elsewhere, compared by
+the label in its run.json: ``--baseline grpo --target riskpo_reference``) is a run; the loader,
 statistics and tables are in bench/reporting/results.py, the figures in bench/reporting/figures.py
 (notebooks use both through ``bench.reporting``).
 """
@@ -52,7 +54,9 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
              pass_table(results, baseline, ks), "", "## Figures", ""]
     for name, fig in figures.items():
         if fig is None:
-            why = {"quantiles.png": "logged RiskPO's quantiles (algo/riskpo/*)",
+            why = {"entropy.png": "logged training steps (evaluation-only runs have none)",
+                   "reward.png": "logged training steps (evaluation-only runs have none)",
+                   "quantiles.png": "logged RiskPO's quantiles (algo/riskpo/*)",
                    "kl.png": "measured its KL from the initial policy (older runs, eval.kl_from_initial=false)",
                    "improvement.png": f"of {baseline} and another algorithm evaluated the same problems"}.get(
                 name, "has answer-diversity columns (older runs, or code benchmarks only)")
@@ -87,6 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.k and min(args.k) < 1:
         parser.error(f"--k {min(args.k)}: k must be >= 1")
+    if args.baseline == args.target:
+        parser.error(f"--baseline and --target are both {args.target}: compare two algorithm labels")
     try:
         results = load_results(args.results, strict=args.strict)
         writable(args.out or args.results, "--out")  # before the figures are drawn

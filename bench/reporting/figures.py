@@ -1,5 +1,6 @@
 """The report's figures, one function each over ``Results``, sharing ``mean_band`` (a line per
-algorithm, the mean over seeds, a band of the t-interval)."""
+algorithm, the mean over seeds, a band of the t-interval). Figures of training metrics have no
+line for an evaluation-only run (bench.evaluate's), and are None when no run has trained."""
 
 from __future__ import annotations
 
@@ -67,9 +68,17 @@ def averaged(window: int) -> str:
 SPLIT = {"train/entropy_answer": "answer tokens (the task's answer_spans)", "train/entropy_other": "the other tokens"}
 
 
-def entropy_figure(results: Results) -> Figure:
-    """Token entropy; with a panel each for answer tokens and the rest where runs logged the split."""
-    split = [c for c in SPLIT if c in results.metrics and results.metrics[c].notna().any()]
+def logged(results: Results, column: str) -> bool:
+    """Whether any run logged training metric ``column`` (none did when every run is evaluation-only)."""
+    return column in results.metrics and bool(results.metrics[column].notna().any())
+
+
+def entropy_figure(results: Results) -> Optional[Figure]:
+    """Token entropy; with a panel each for answer tokens and the rest where runs logged the split.
+    None when no run logged it."""
+    if not logged(results, "train/entropy"):
+        return None
+    split = [c for c in SPLIT if logged(results, c)]
     columns = ["train/entropy", *split]
     fig, axes = panels(len(columns), f"Token entropy of the sampled responses\n(mean over seeds, {CONFIDENCE:.0%} "
                                      f"t-band{averaged(smoothed(results.metrics, columns[0])[1])})", 7 if not split else 5)
@@ -100,7 +109,10 @@ def kl_figure(results: Results) -> Optional[Figure]:
     return fig
 
 
-def reward_figure(results: Results) -> Figure:
+def reward_figure(results: Results) -> Optional[Figure]:
+    """Training reward per step and per generated token; None when no run logged it."""
+    if not logged(results, "train/reward_mean"):
+        return None
     metrics, window = smoothed(results.metrics, "train/reward_mean")
     title = f"Training reward, per step and at equal generation budget\n(mean over seeds, {CONFIDENCE:.0%} t-band"
     fig, (by_step, by_tokens) = panels(2, f"{title}{averaged(window)})")

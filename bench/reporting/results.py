@@ -1,9 +1,13 @@
 """Runs read back and compared: the loader, the statistics and the tables of ``bench.report``.
 
-Every directory below the results directory holding a ``metrics.parquet`` is a run (see
-bench/training/sinks.py for what a run directory holds). ``load_results`` reads them all into tidy frames,
-each row carrying its run's identity (``ID``); notebooks use it too. Runs are compared within a
-scope, one (experiment, task); seeds are the replicates. Intervals:
+Every directory below the results directory holding a ``metrics.parquet`` (a training run of
+bench.run; bench/training/sinks.py says what its directory holds) or an ``eval.parquet`` or
+``problems.parquet`` without one (an evaluation-only run of bench.evaluate: weights trained
+elsewhere, identified by its run.json) is a run. ``load_results`` reads them all into tidy
+frames, each row carrying its run's identity (``ID``); notebooks use it too. An evaluation-only
+run has no training metrics: it is in the pass@k tables and the paired comparisons, and has no
+line in the figures over training steps. Runs are compared within a scope, one (experiment,
+task); seeds are the replicates. Intervals:
 
 - over seeds: a t-interval of the per-seed values (paired by seed for differences: every
   algorithm samples the same prompts for a given seed); none with one seed;
@@ -14,8 +18,6 @@ scope, one (experiment, task); seeds are the replicates. Intervals:
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +25,13 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from scipy import stats
 
 from bench.evaluation import passk
+from bench.training.sinks import RUN_FILES, identify
 
 ID = ["run_id", "algorithm", "task", "model", "seed", "experiment", "series"]
 CONFIDENCE = 0.95
-# Hydra's run directory name: <algorithm choice>-<task>-s<seed>[-<date>-<time>] (conf/config.yaml)
-RUN_NAME = re.compile(r"^(?P<algorithm>.+)-(?P<task>[^-]+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$")
 QUANTILES = ("a", "b", "tracker_a", "tracker_b")  # RiskPO's metrics, under algo/riskpo/
 # the columns a table has even when no run has written a row of it yet
 TABLES = {"metrics": ["step"], "eval": ["step", "benchmark", "k", "pass_at_k"],
@@ -41,8 +41,9 @@ TABLES = {"metrics": ["step"], "eval": ["step", "benchmark", "k", "pass_at_k"],
 @dataclass(frozen=True)
 class Results:
     """The runs under a results directory: ``runs`` has one row per run (ID plus path, steps,
-    planned_steps, wall_seconds); ``metrics``, ``evals`` and ``problems`` are the runs' parquet
-    tables with the ID columns joined on. ``series`` is the label figures use: the algorithm, or
+    planned_steps, wall_seconds, evaluation_only: no metrics.parquet, its steps the evaluated
+    checkpoint's, its wall_seconds NaN); ``metrics``, ``evals`` and ``problems`` are the runs'
+    parquet tables with the ID columns joined on. ``series`` is the label figures use: the algorithm, or
     experiment/task/algorithm when the directory holds several scopes."""
 
     runs: pd.DataFrame
@@ -70,9 +71,10 @@ def load_results(root: str | Path, strict: bool = False) -> Results:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results directory")
-    run_dirs = sorted({p.parent for p in root.rglob("metrics.parquet")})
+    run_dirs = sorted({p.parent for name in RUN_FILES for p in root.rglob(name)})
     if not run_dirs:
-        raise ValueError(f"{root}: no runs there (no metrics.parquet in it or below it)")
+        raise ValueError(f"{root}: no runs there (a run directory holds metrics.parquet, from bench.run, or "
+                         "eval.parquet, from bench.evaluate; none in it or below it)")
     identities, tables, skipped = [], [], []
     for run_dir in run_dirs:
         try:
@@ -90,13 +92,17 @@ def load_results(root: str | Path, strict: bool = False) -> Results:
         raise ValueError(f"{root}: no readable run there ({len(skipped)} skipped)")
     runs = pd.DataFrame(identities)
     runs["planned_steps"] = runs["planned_steps"].astype("Int64")  # None where config.yaml is missing
+    runs["evaluation_only"] = [t["metrics"] is None for t in tables]
     label = ["experiment", "task", "algorithm"] if runs.groupby(["experiment", "task"]).ngroups > 1 else ["algorithm"]
     runs["series"] = runs[label].astype(str).agg("/".join, axis=1)
     metrics, evals, problems = (joined(runs, [t[name] for t in tables], columns) for name, columns in TABLES.items())
     for frame in (runs, metrics, evals, problems):  # categories: one colour per series in every figure
         frame["series"] = pd.Categorical(frame["series"], categories=sorted(set(runs["series"])))
     last = metrics.groupby("run_id")
-    runs["steps"] = runs["run_id"].map(last["step"].max() + 1).fillna(0).astype(int)
+    # steps done: a training run's logged steps; an evaluation's, the step of the weights it evaluated
+    evaluated = pd.concat([evals[["run_id", "step"]], problems[["run_id", "step"]]]).groupby("run_id")["step"].max()
+    steps = runs["run_id"].map(last["step"].max() + 1).fillna(runs["run_id"].map(evaluated))
+    runs["steps"] = steps.fillna(0).astype(int)
     wall = last["budget/wall_seconds"].max() if "budget/wall_seconds" in metrics else pd.Series(dtype=float)
     runs["wall_seconds"] = runs["run_id"].map(wall)
     return Results(runs, metrics, evals, problems, tuple(skipped))
@@ -112,31 +118,6 @@ def joined(runs: pd.DataFrame, tables: list[Optional[pd.DataFrame]], columns: li
     frames = [table.assign(**{c: getattr(run, c) for c in ID})
               for run, table in zip(runs.itertuples(), tables) if table is not None and len(table)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*ID, *columns])
-
-
-def identify(run_dir: Path, root: Path) -> dict:
-    """run.json's identity; for older runs config.yaml's, with the algorithm label (a Hydra choice
-    such as riskpo_seeking, whose algorithm.name is riskpo) read from the directory name."""
-    run_id = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-    ident = {"run_id": run_id, "path": str(run_dir), "experiment": run_dir.parent.name, "model": None,
-             "planned_steps": None}
-    named = RUN_NAME.match(run_dir.name)
-    if named:
-        ident |= {"algorithm": named["algorithm"], "task": named["task"], "seed": int(named["seed"])}
-    if (run_dir / "config.yaml").is_file():
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        experiment = cfg.get("experiment_name") or cfg.trainer.get("experiment")  # the root's, or older runs' trainer's
-        from_config = {"task": cfg.task.name, "model": cfg.model.name, "seed": int(cfg.seed),
-                       "experiment": experiment, "planned_steps": int(cfg.trainer.steps)}
-        agrees = named and (int(named["seed"]), named["task"]) == (from_config["seed"], from_config["task"])
-        ident |= from_config | ({} if agrees else {"algorithm": cfg.algorithm.name})
-    if (run_dir / "run.json").is_file():
-        ident |= {k: v for k, v in json.loads((run_dir / "run.json").read_text() or "{}").items() if v is not None}
-    missing = [k for k in ("algorithm", "task", "seed") if k not in ident]
-    if missing:
-        raise ValueError(f"{run_dir}: cannot tell its {', '.join(missing)} (no run.json or config.yaml, "
-                         "and the name is not <algorithm>-<task>-s<seed>)")
-    return ident
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -274,13 +255,7 @@ def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
             paragraphs.append(f"{head}no {' or '.join(missing)} runs, so no comparison of {target} with {baseline} "
                               f"(algorithms here: {', '.join(have)}).")
             continue
-        sentences = []
-        if "train/entropy" in scope.metrics:
-            entropy, window = final_window(scope.metrics, "train/entropy")
-            over = "its last step" if window == 1 else f"its mean over its last {window} steps"
-            sentences.append(f"{target} ended with entropy "
-                             f"{describe(seed_difference(entropy, 'train/entropy', baseline, target), baseline)}"
-                             f" (a run's entropy: {over}).")
+        sentences = [entropy_sentence(scope, baseline, target)]
         for benchmark in sorted(set(scope.evals["benchmark"])):
             for k in report_ks(scope, ks):
                 d = pass_difference(scope, benchmark, k, baseline, target)
@@ -296,6 +271,21 @@ def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
             sentences.append("No pass@k evaluations yet.")
         paragraphs.append(head + " ".join(sentences))
     return "\n\n".join(paragraphs)
+
+
+def entropy_sentence(scope: Results, baseline: str, target: str) -> str:
+    """The final token entropy of target against baseline, or why not: an algorithm with no
+    training steps logged (evaluation-only runs, or a run not yet past its first step)."""
+    metrics = scope.metrics
+    logged = set(metrics.dropna(subset=["train/entropy"])["algorithm"]) if "train/entropy" in metrics else set()
+    untrained = [name for name in (target, baseline) if name not in logged]
+    if untrained:
+        return (f"No entropy comparison: no training steps logged for {' or '.join(untrained)} "
+                "(evaluation-only runs, or none past their first step).")
+    entropy, window = final_window(metrics, "train/entropy")
+    over = "its last step" if window == 1 else f"its mean over its last {window} steps"
+    d = seed_difference(entropy, "train/entropy", baseline, target)
+    return f"{target} ended with entropy {describe(d, baseline)} (a run's entropy: {over})."
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -344,9 +334,16 @@ def runs_table(results: Results) -> str:
     repeated = [f"{a} seed {s} ({n} runs)" for (_, _, a, s), n in repeated[repeated > 1].items()]
     note = f"\n\nRuns sharing an algorithm and seed count as one seed: {', '.join(repeated)}." if repeated else ""
     return markdown_table([{"experiment": r.experiment, "algorithm": r.algorithm, "seed": r.seed,
-                            "steps": f"{r.steps}/{r.planned_steps}" if pd.notna(r.planned_steps) else r.steps,
+                            "steps": steps_cell(r),
                             "wall time (s)": f"{r.wall_seconds:.0f}" if pd.notna(r.wall_seconds) else "—",
                             "run": f"`{r.run_id}`"} for r in runs.itertuples()]) + note
+
+
+def steps_cell(run: tuple) -> str:
+    """'2/2' (steps done of planned), '2' (no config.yaml), '2 (evaluation only)' (weights after 2 steps)."""
+    if run.evaluation_only:
+        return f"{run.steps} (evaluation only)"
+    return f"{run.steps}/{run.planned_steps}" if pd.notna(run.planned_steps) else str(run.steps)
 
 
 def time_table(results: Results) -> Optional[str]:

