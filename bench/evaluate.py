@@ -59,10 +59,8 @@ import tasks
 from bench.config import EvalConfig, EvaluateSettings, ModelConfig, RolloutConfig
 from bench.evaluation.evaluator import Evaluation, Evaluator, load_benchmarks
 from bench.training.checkpoints import checkpoint_step, latest_checkpoint
-from bench.training.sinks import RUN_FILES, RunLock, Table, identify
+from bench.training.sinks import RUN_FILES, RUN_IDENTITY, RunLock, Table, identify
 from common import write_atomically
-
-IDENTITY = ("algorithm", "task", "model", "seed", "experiment")  # run.json's keys (bench/training/sinks.py)
 
 
 @dataclass
@@ -73,7 +71,7 @@ class Source:
     model: dict[str, Any] = field(default_factory=dict)
     tasks: list[DictConfig] = field(default_factory=list)  # task nodes of the run's config.yaml
     step: int = 0
-    identity: dict[str, Any] = field(default_factory=dict)  # the run's run.json (IDENTITY); empty for other weights
+    identity: dict[str, Any] = field(default_factory=dict)  # the run's run.json (RUN_IDENTITY); empty for other weights
 
 
 def resolve_checkpoint(spec: Optional[str]) -> Source:
@@ -102,7 +100,7 @@ def run_identity(run_dir: Path) -> dict[str, Any]:
         found = identify(run_dir, run_dir.parent)
     except ValueError:  # neither run.json nor config.yaml nor a run's name
         return {}
-    return {key: found.get(key) for key in IDENTITY}
+    return {key: found.get(key) for key in RUN_IDENTITY}
 
 
 def identity(settings: EvaluateSettings, source: Source, model: str, task: str) -> dict[str, Any]:
@@ -112,7 +110,7 @@ def identity(settings: EvaluateSettings, source: Source, model: str, task: str) 
     given = {"algorithm": settings.label, "seed": settings.seed, "experiment": settings.experiment_name}
     otherwise = {"algorithm": model, "task": task, "model": model, "seed": 0, "experiment": "evaluate"}
     return {key: next(value for value in (given.get(key), source.identity.get(key), otherwise[key])
-                      if value is not None) for key in IDENTITY}
+                      if value is not None) for key in RUN_IDENTITY}
 
 
 def claim(out: Path, ident: dict[str, Any]) -> RunLock:

@@ -7,13 +7,14 @@ how far apart they end up, per algorithm.
 For each algorithm it prints the largest weight difference after every step, the largest
 relative difference of the logged gradient norm and absolute difference of the loss, whether the train rewards, the
 advantages' mean and the evaluation's pass@k are identical, and each run's wall time.
-tests/bench/test_distributed.py asserts the same at 2 steps; this script is for other sizes,
-devices and worlds.
+tests/bench/test_distributed.py asserts the same at 2 steps, with the settings this script
+reads from it; this script is for other step counts, devices and worlds.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -24,15 +25,15 @@ from pathlib import Path
 import pandas as pd
 from safetensors.torch import load_file
 
-BASE = ["trainer.prompts_per_step=6", "rollout.n=4", "rollout.max_new_tokens=24", "eval.problems=5", "eval.n=2",
-        "trainer.eval_every=1", "trainer.checkpoint_every=1", "logger=none", "trainer.micro_batch_size=5",
-        "trainer.threads=1", "seed=3", "trainer.lr=1e-5"]
-ALGORITHMS = {
-    "grpo": ["algorithm=grpo"],
-    "dapo": ["algorithm=dapo"],
-    "riskpo": ["algorithm=riskpo", "algorithm.bundle_size=4", "rollout.n=3", "trainer.mini_batches=2",
-               "trainer.micro_batch_size=4"],
-}
+# the settings tests/bench/test_distributed.py asserts on, but for the number of steps
+TESTS = Path(__file__).resolve().parent.parent / "tests" / "bench" / "test_distributed.py"
+
+
+def tested_settings() -> tuple[list[str], dict[str, list[str]]]:
+    spec = importlib.util.spec_from_file_location("test_distributed", TESTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [o for o in module.BASE if not o.startswith("trainer.steps=")], module.ALGORITHMS
 
 
 def run(command: list[str], run_dir: Path) -> float:
@@ -53,13 +54,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--nproc", type=int, default=2)
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--algorithms", nargs="+", default=["grpo", "dapo", "riskpo"])
     parser.add_argument("overrides", nargs="*", help="more bench.run overrides, after --")
     args = parser.parse_args()
+    base, algorithms = tested_settings()
     root = Path(tempfile.mkdtemp(prefix="data-parallel-"))
     print(f"{args.nproc} processes against 1, {args.steps} steps; runs in {root}")
     for name in args.algorithms:
-        overrides = [*BASE, *ALGORITHMS[name], f"trainer.steps={args.steps}", *args.overrides]
+        overrides = [*base, *algorithms[name], f"trainer.steps={args.steps}", *args.overrides]
         one, many = root / f"{name}-1", root / f"{name}-{args.nproc}"
         seconds_one = run([sys.executable, "-m", "bench.run", *overrides], one)
         seconds_many = run([sys.executable, "-m", "torch.distributed.run", "--standalone",

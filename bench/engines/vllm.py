@@ -20,6 +20,7 @@ import torch
 from bench.config import RolloutConfig, Sampling
 from bench.engines.base import Finish, Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
 from bench.engines.noise import prompt_seeds
+from bench.training.distributed import whole
 
 __all__ = ["HARMLESS_VLLM_WARNINGS", "VLLMEngine", "engine_args", "vllm_available", "vllm_distribution"]
 
@@ -171,8 +172,7 @@ class VLLMEngine:
         them, so one tensor at most is held beside the shards (every rank pushes, in the same order)."""
         weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
         if any(hasattr(tensor, "full_tensor") for _, tensor in weights):
-            weights = ((name, tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor)
-                       for name, tensor in weights)
+            weights = ((name, whole(tensor)) for name, tensor in weights)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
 
     def wake(self) -> None:

@@ -20,7 +20,7 @@ import tasks
 from bench.config import EvalConfig, Sampling
 from bench.engines.base import Rollouts
 from bench.evaluation import passk
-from bench.training.distributed import World
+from bench.training.distributed import World, cat_parts
 from tasks.base import Problem, Task, Verdict
 from tasks.scoring import Scorer
 
@@ -159,10 +159,8 @@ class Evaluator:
         bar.close()
         own = self.config.n * real
         kl_b = np.concatenate(kl)[:own] if kl else np.zeros(0)
-        if self.world.size == 1:
-            return verdicts[:own], kl_b
-        parts = self.world.gather((verdicts[:own], kl_b))
-        return [v for part in parts for v in part[0]], np.concatenate([part[1] for part in parts])
+        parts = self.world.gather((verdicts[:own], kl_b))  # [this rank's] without data parallelism
+        return cat_parts([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
     def close(self) -> None:
         for scorer in self.owned:

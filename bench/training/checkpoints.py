@@ -12,7 +12,6 @@ switch to it. A resume starts from the one ``latest`` names; if that one does no
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -92,22 +91,23 @@ def switch_latest(path: Path) -> None:
 
 
 def write_sharded(path: Path, world: Any, write: Callable[[Path], None]) -> None:
-    """``write_atomically`` for a checkpoint every rank writes part of: all ranks ``write`` into one
-    temporary directory; rank 0 then moves it into place and switches ``latest``."""
-    tmp = path.parent / f".{path.name}.tmp"
+    """``write_atomically`` for a checkpoint every rank writes part of: rank 0 makes the temporary
+    directory and tells the others; all ``write`` into it; rank 0 then moves it into place and
+    switches ``latest``."""
+    from common import write_atomically
+
+    def together(tmp: Path) -> None:
+        tmp.mkdir()
+        world.broadcast(tmp)
+        write(tmp)
+        world.barrier()
+
     if world.main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    world.barrier()
-    write(tmp)
-    world.barrier()
-    if world.main:
-        if path.is_dir():
-            aside = path.parent / f".{path.name}.old"
-            os.replace(path, aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        os.replace(tmp, path)
+        write_atomically(path, together)
         switch_latest(path)
+    else:
+        write(world.broadcast(None))
+        world.barrier()
     world.barrier()
 
 

@@ -193,8 +193,9 @@ def set_gradient_sync(model: Any, sync: bool) -> None:
         model.set_requires_gradient_sync(sync)
 
 
-def local(value: torch.Tensor) -> torch.Tensor:
-    """A plain tensor from a DTensor result (``clip_grad_norm_`` on sharded gradients)."""
+def whole(value: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor (a sharded parameter, ``clip_grad_norm_`` of sharded gradients),
+    gathered from every rank, so every rank must call it; a plain tensor as it is."""
     return value.full_tensor() if hasattr(value, "full_tensor") else value
 
 

@@ -35,6 +35,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "math-verify", 
 # Hydra's run directory name: <algorithm choice>-<task>-s<seed>[-<date>-<time>] (conf/config.yaml)
 RUN_NAME = re.compile(r"^(?P<algorithm>.+)-(?P<task>[^-]+)-s(?P<seed>\d+)(?:-\d{8}-\d{6})?$")
 RUN_FILES = ("metrics.parquet", "eval.parquet", "problems.parquet")  # any of them makes a directory a run
+RUN_IDENTITY = ("algorithm", "task", "model", "seed", "experiment")  # run.json's keys
 
 
 def identify(run_dir: Path, root: Path) -> dict:

@@ -75,7 +75,7 @@ class Updater:
                 order = torch.randperm(rows, generator=gen) if self.t.mini_batches > 1 else torch.arange(rows)
                 for mini in order.chunk(self.t.mini_batches):
                     stats += self.backward(batch, mini, with_stats=epoch == 0)
-                    grad = distributed.local(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                    grad = distributed.whole(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                                             self.t.max_grad_norm))
                     self.optimizer.step()
                     self.scheduler.step()
