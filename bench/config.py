@@ -36,6 +36,7 @@ class TinyModel(str, Enum):
 
     arith = "arith"
     sums = "sums"
+    dots = "dots"  # a vision-language model (tasks/dots.py)
 
 
 class Device(str, Enum):
@@ -54,6 +55,7 @@ class ModelConfig:
     dtype: DType = DType.auto
     device: Device = Device.auto
     gradient_checkpointing: bool = False  # recompute decoder layers in the backward (long sequences)
+    freeze_vision: bool = True  # a vision-language policy's vision tower gets no gradient (verl's Qwen2.5-VL recipe)
     logprob_chunk: int = 256  # sequence positions per output-head chunk in token_logprobs
     trust_remote_code: bool = False
 

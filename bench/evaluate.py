@@ -161,7 +161,7 @@ def cli(cfg: DictConfig) -> None:
 
     from bench.compose import one_line, validate
     from bench.engines import build_engine
-    from bench.models.policy import load_policy
+    from bench.models.policy import load_image_processor, load_policy
 
     try:
         validate(cfg)
@@ -177,7 +177,8 @@ def cli(cfg: DictConfig) -> None:
         lock = claim(out, ident)
         model, tokenizer = load_policy(model_cfg)
         rollout: RolloutConfig = OmegaConf.to_object(cfg.rollout)
-        engine = build_engine(rollout, model, tokenizer, seed=ident["seed"])
+        engine = build_engine(rollout, model, tokenizer, seed=ident["seed"],
+                              image_processor=load_image_processor(model_cfg, model))
     except (ValueError, KeyError, TypeError, OSError, ImportError) as err:
         print(f"bench.evaluate: {one_line(err)}", file=sys.stderr)
         sys.exit(2)

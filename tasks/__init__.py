@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from tasks.aime import AimeTask
 from tasks.arith import ArithTask
 from tasks.base import Problem, Task, TaskConfig, Verdict
+from tasks.dots import DotsTask
+from tasks.geo3k import Geo3KTask
 from tasks.humaneval import HumanEvalTask
 from tasks.math import MathTask
 from tasks.mathvista import MathVistaTask
@@ -29,6 +31,8 @@ TASKS: dict[str, type[Task]] = {
     "mathvista": MathVistaTask,
     "arith": ArithTask,
     "sums": SumsTask,
+    "dots": DotsTask,
+    "geo3k": Geo3KTask,
 }
 
 

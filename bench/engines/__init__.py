@@ -26,7 +26,7 @@ Adding an engine: a module here with a class that has ``generate`` and ``sync_we
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from bench.config import EngineName, RolloutConfig
 from bench.engines.base import Engine, Rollouts
@@ -35,10 +35,12 @@ from bench.engines.hf import HFEngine
 __all__ = ["Engine", "HFEngine", "Rollouts", "build_engine"]
 
 
-def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, seed: int = 0) -> Engine:
-    """The engine ``cfg.engine`` names, sampling from ``model`` (``seed``: the run's, for vLLM's own generators)."""
+def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, seed: int = 0,
+                 image_processor: Optional[Any] = None) -> Engine:
+    """The engine ``cfg.engine`` names, sampling from ``model`` (``seed``: the run's, for vLLM's own
+    generators; ``image_processor``: a vision-language policy's, bench/models/vision.py)."""
     if cfg.engine is EngineName.vllm:
         from bench.engines.vllm import VLLMEngine  # its module imports vLLM lazily; still, only when asked
 
-        return VLLMEngine(model, tokenizer, cfg, seed)
-    return HFEngine(model, tokenizer)
+        return VLLMEngine(model, tokenizer, cfg, seed, image_processor)
+    return HFEngine(model, tokenizer, image_processor)

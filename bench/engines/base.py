@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.config import Sampling
+from bench.models.vision import Images, check_reads_images, encode
 
 __all__ = ["Engine", "Finish", "Rollouts", "cut_at_stop", "encode_prompts", "finish_batch", "span_tokens", "stop_ids"]
 
@@ -38,6 +39,9 @@ class Rollouts:
     # distribution it sampled from (temperature applied); None when the engine samples from the
     # policy itself (hf), whose own recomputation is then exact
     sample_logp_bt: Optional[Tensor] = None
+    # each row's prompt images (vision-language policies; bench/models/vision.py), shared by the rows
+    # of one prompt; None when no prompt has any
+    images: Optional[tuple[Optional[Images], ...]] = None
 
     @property
     def lengths_b(self) -> Tensor:
@@ -47,12 +51,22 @@ class Rollouts:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def images_of(self, rows: Sequence[int] | Tensor | None = None) -> Optional[Images]:
+        """The pixel inputs of ``rows`` (all rows by default) for one forward pass, in row order;
+        None without images."""
+        if self.images is None:
+            return None
+        picked = self.images if rows is None else [self.images[i] for i in torch.as_tensor(rows).flatten().tolist()]
+        return Images.cat(picked)
+
     @classmethod
     def build(cls, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], prompt_b: Sequence[int],
               texts: list[str], finish: list[Finish], pad_id: int,
-              sample_logps: Optional[Sequence[Sequence[float]]] = None) -> Rollouts:
+              sample_logps: Optional[Sequence[Sequence[float]]] = None,
+              prompt_images: Optional[Sequence[Optional[Images]]] = None) -> Rollouts:
         """Lay out one row per response: its prompt's ids left-padded, its own ids right-padded
-        (``sample_logps``: one engine log-prob per response token, laid out like the tokens)."""
+        (``sample_logps``: one engine log-prob per response token, laid out like the tokens;
+        ``prompt_images``: each prompt's images, or None)."""
         rows = len(response_ids)
         width = max((len(p) for p in prompt_ids), default=0)
         longest = max((len(r) for r in response_ids), default=0)
@@ -70,7 +84,8 @@ class Rollouts:
                 sample_logp[row, width : width + len(r)] = torch.tensor(sample_logps[row], dtype=torch.float32)
         return cls(input_ids=input_ids, attention_mask=attention, response_mask=response,
                    prompt_b=torch.tensor(list(prompt_b), dtype=torch.long), texts=list(texts), finish=list(finish),
-                   prompt_width=width, pad_id=pad_id, sample_logp_bt=sample_logp)
+                   prompt_width=width, pad_id=pad_id, sample_logp_bt=sample_logp,
+                   images=_row_images(prompt_images, prompt_b))
 
     def select(self, rows: Sequence[int] | Tensor) -> Rollouts:
         """The given rows, in that order (prompt indices unchanged; ``cat(..., renumber=True)`` renumbers)."""
@@ -79,7 +94,8 @@ class Rollouts:
         return replace(self, input_ids=self.input_ids[index], attention_mask=self.attention_mask[index],
                        response_mask=self.response_mask[index], prompt_b=self.prompt_b[index],
                        texts=[self.texts[i] for i in keep], finish=[self.finish[i] for i in keep],
-                       sample_logp_bt=None if self.sample_logp_bt is None else self.sample_logp_bt[index])
+                       sample_logp_bt=None if self.sample_logp_bt is None else self.sample_logp_bt[index],
+                       images=None if self.images is None else tuple(self.images[i] for i in keep))
 
     @classmethod
     def cat(cls, parts: Sequence[Rollouts], renumber: bool = False) -> Rollouts:
@@ -104,12 +120,15 @@ class Rollouts:
             prompt_b = torch.tensor([dense.setdefault(k, len(dense)) for k in keys], dtype=torch.long,
                                     device=prompt_b.device)
         engine_logps = all(p.sample_logp_bt is not None for p in parts)  # parts of one engine: all or none
+        images = None if all(p.images is None for p in parts) else tuple(
+            image for p in parts for image in (p.images or (None,) * len(p)))
         return cls(input_ids=torch.cat([padded(p, p.input_ids, parts[0].pad_id) for p in parts]),
                    attention_mask=torch.cat([padded(p, p.attention_mask, 0) for p in parts]),
                    response_mask=torch.cat([padded(p, p.response_mask, 0.0) for p in parts]),
                    prompt_b=prompt_b, texts=[t for p in parts for t in p.texts],
                    finish=[f for p in parts for f in p.finish], prompt_width=width, pad_id=parts[0].pad_id,
-                   sample_logp_bt=torch.cat([padded(p, p.sample_logp_bt, 0.0) for p in parts]) if engine_logps else None)
+                   sample_logp_bt=torch.cat([padded(p, p.sample_logp_bt, 0.0) for p in parts]) if engine_logps else None,
+                   images=images)
 
     def to(self, device: torch.device | str) -> Rollouts:
         return replace(self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device),
@@ -128,13 +147,24 @@ class Engine(Protocol):
     def sync_weights(self, model: Any) -> None: ...
 
 
-def encode_prompts(tokenizer: Any, prompts: list[list[dict]]) -> list[list[int]]:
-    """Token ids of each chat prompt through the tokenizer's chat template, ready for the reply.
+def encode_prompts(tokenizer: Any, prompts: list[list[dict]],
+                   image_processor: Optional[Any] = None) -> tuple[list[list[int]], Optional[list[Optional[Images]]]]:
+    """(token ids of each chat prompt through the tokenizer's chat template, ready for the reply;
+    each prompt's images, or None when no prompt has any).
 
-    The template writes any BOS itself, so the tokenizer adds no special tokens of its own.
+    The template writes any BOS itself, so the tokenizer adds no special tokens of its own. Image
+    placeholders are expanded to the image's length in tokens (bench/models/vision.py).
     """
+    check_reads_images(prompts, image_processor)
     texts = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in prompts]
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    texts, images = encode(tokenizer, image_processor, texts, prompts)
+    ids = [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return ids, None if all(image is None for image in images) else images
+
+
+def _row_images(prompt_images: Optional[Sequence[Optional[Images]]],
+                prompt_b: Sequence[int]) -> Optional[tuple[Optional[Images], ...]]:
+    return None if prompt_images is None else tuple(prompt_images[p] for p in prompt_b)
 
 
 def stop_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -156,10 +186,12 @@ def cut_at_stop(ids: Sequence[int], stops: Sequence[int]) -> tuple[list[int], Fi
 
 
 def finish_batch(tokenizer: Any, prompt_ids: list[list[int]], n: int, responses: list[list[int]],
-                 finish: list[Finish], sample_logps: Optional[list[list[float]]] = None) -> Rollouts:
+                 finish: list[Finish], sample_logps: Optional[list[list[float]]] = None,
+                 prompt_images: Optional[list[Optional[Images]]] = None) -> Rollouts:
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     prompt_b = [i for i in range(len(prompt_ids)) for _ in range(n)]
-    return Rollouts.build(prompt_ids, responses, prompt_b, texts, finish, tokenizer.pad_token_id, sample_logps)
+    return Rollouts.build(prompt_ids, responses, prompt_b, texts, finish, tokenizer.pad_token_id, sample_logps,
+                          prompt_images)
 
 
 def span_tokens(tokenizer: Any, rollouts: Rollouts,

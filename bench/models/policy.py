@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.config import Device, DType, ModelConfig
+from bench.models.vision import Images, forward_kwargs, freeze_vision, image_processor_at, is_multimodal
 
-__all__ = ["DType", "Device", "ModelConfig", "load_policy", "resolve_path", "token_logprobs"]
+__all__ = ["DType", "Device", "ModelConfig", "load_image_processor", "load_policy", "resolve_path", "token_logprobs"]
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -62,19 +63,13 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
     The tokenizer pads on the left (prompts end where generation starts) and has a pad token
     (its EOS when it has none). Offline (HF_HUB_OFFLINE=1) a name that is neither a directory nor
     in the local cache fails at once with one line saying how to point the config at weights.
+    A vision-language model (a config with a ``vision_config``) loads through the image-text-to-text
+    auto class, its vision tower frozen unless ``cfg.freeze_vision`` is false;
+    ``load_image_processor`` gives its image processor.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy; keeps `import bench.models.policy` light
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer  # heavy
 
-    path = resolve_path(cfg)
-    local_dir = Path(path).expanduser()
-    if not local_dir.exists() and (local_dir.is_absolute() or str(path).startswith((".", "~"))):
-        raise FileNotFoundError(f"model.path={path} does not exist; set model.path=<a model directory> or a hub name")
-    if local_dir.is_dir():
-        if not (local_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory; "
-                                    "set model.path=<dir>")
-        path = str(local_dir)
-    kwargs = {"trust_remote_code": cfg.trust_remote_code, "local_files_only": not local_dir.is_dir() and _hub_offline()}
+    path, kwargs = _source(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:  # not cached / not reachable; HFValidationError for odd names
@@ -82,7 +77,11 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
         raise FileNotFoundError(f"{path} not found locally{where}; set model.path=<dir> "
                                 f"({type(err).__name__})") from None
     device = _pick_device(cfg)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
+    multimodal = getattr(AutoConfig.from_pretrained(path, **kwargs), "vision_config", None) is not None
+    auto = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+    model = auto.from_pretrained(path, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
+    if multimodal and cfg.freeze_vision:
+        freeze_vision(model)
     if cfg.gradient_checkpointing:
         # transformers >= 5 names it activation checkpointing; older releases only have the old name
         enable = getattr(model, "activation_checkpointing_enable", None)
@@ -96,6 +95,29 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
             raise ValueError(f"the tokenizer of {path} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def load_image_processor(cfg: ModelConfig, model: Any) -> Optional[Any]:
+    """The image processor of a vision-language policy loaded from ``cfg`` (None for a text model)."""
+    if not is_multimodal(model):
+        return None
+    path, kwargs = _source(cfg)
+    return image_processor_at(path, model, local_files_only=kwargs["local_files_only"])
+
+
+def _source(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """(the directory or hub name to load, from_pretrained's keyword arguments), or one clear error."""
+    path = resolve_path(cfg)
+    local_dir = Path(path).expanduser()
+    if not local_dir.exists() and (local_dir.is_absolute() or str(path).startswith((".", "~"))):
+        raise FileNotFoundError(f"model.path={path} does not exist; set model.path=<a model directory> or a hub name")
+    if local_dir.is_dir():
+        if not (local_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory; "
+                                    "set model.path=<dir>")
+        path = str(local_dir)
+    return path, {"trust_remote_code": cfg.trust_remote_code,
+                  "local_files_only": not local_dir.is_dir() and _hub_offline()}
 
 
 # --- log-probs and entropy -------------------------------------------------------------------
@@ -184,17 +206,19 @@ def _check_plain_head(model: Any) -> None:
 
 
 def token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int, with_entropy: bool,
-                   *, temperature: float = 1.0) -> tuple[Tensor, Optional[Tensor]]:
+                   *, temperature: float = 1.0, images: Optional[Images] = None) -> tuple[Tensor, Optional[Tensor]]:
     """``unsharded_token_logprobs``, through FSDP's hooks when the model is sharded
     (bench.training.distributed.shard gives it ``bench_token_logprobs``)."""
     sharded = getattr(model, "bench_token_logprobs", None)
     if sharded is not None:
-        return sharded(input_ids_bt, attention_mask_bt, chunk, with_entropy, temperature=temperature)
-    return unsharded_token_logprobs(model, input_ids_bt, attention_mask_bt, chunk, with_entropy, temperature=temperature)
+        return sharded(input_ids_bt, attention_mask_bt, chunk, with_entropy, temperature=temperature, images=images)
+    return unsharded_token_logprobs(model, input_ids_bt, attention_mask_bt, chunk, with_entropy,
+                                    temperature=temperature, images=images)
 
 
 def unsharded_token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
-                             with_entropy: bool, *, temperature: float = 1.0) -> tuple[Tensor, Optional[Tensor]]:
+                             with_entropy: bool, *, temperature: float = 1.0,
+                             images: Optional[Images] = None) -> tuple[Tensor, Optional[Tensor]]:
     """Per-token log-probs (and entropies) of a batch under ``model``, chunked over positions.
 
     For t >= 1, ``logp_bt[:, t] = log p(x_t | x_<t)`` and ``entropy_bt[:, t]`` is the exact entropy
@@ -202,12 +226,13 @@ def unsharded_token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt
     x_{t-1} is padding, so a left-padded row gives the same values as the unpadded one (position
     ids follow the attention mask). ``temperature`` divides the logits (to score under the
     sampling distribution). Gradients reach the model's parameters through both outputs (an
-    entropy bonus works); detach the entropy to log it.
+    entropy bonus works); detach the entropy to log it. ``images``: the rows' pixel inputs, in row
+    order, for a vision-language policy (its vision features are recomputed in this pass).
 
     input_ids_bt, attention_mask_bt: [B, T] -> (logp_bt [B, T], entropy_bt [B, T] or None), float32
     (float64 for a float64 model)
     """
-    hidden_btd, head, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk)
+    hidden_btd, head, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk, images)
     bias = getattr(head, "bias", None)
     B, T = input_ids_bt.shape
     dtype = torch.float64 if head.weight.dtype == torch.float64 else torch.float32
@@ -226,18 +251,19 @@ def unsharded_token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt
 
 
 def token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
-             *, temperature: float = 1.0) -> Tensor:
+             *, temperature: float = 1.0, images: Optional[Images] = None) -> Tensor:
     """``unsharded_token_kl``, through FSDP's hooks when ``model`` is sharded (``initial`` is a
     plain replica)."""
     sharded = getattr(model, "bench_token_kl", None)
     if sharded is not None:
-        return sharded(initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature)
-    return unsharded_token_kl(model, initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature)
+        return sharded(initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature, images=images)
+    return unsharded_token_kl(model, initial, input_ids_bt, attention_mask_bt, chunk, temperature=temperature,
+                              images=images)
 
 
 @torch.no_grad()
 def unsharded_token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
-                       *, temperature: float = 1.0) -> Tensor:
+                       *, temperature: float = 1.0, images: Optional[Images] = None) -> Tensor:
     """Per-token KL(p || q) between the full next-token distributions of ``model`` (p) and
     ``initial`` (q), both divided by ``temperature``, at the positions ``token_logprobs`` scores
     (0 elsewhere).
@@ -248,8 +274,8 @@ def unsharded_token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention
 
     input_ids_bt, attention_mask_bt: [B, T] -> kl_bt [B, T] float32 (float64 for float64 models)
     """
-    hidden_p, head_p, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk)
-    hidden_q, head_q, _ = _hidden_states(initial, input_ids_bt, attention_mask_bt, chunk)
+    hidden_p, head_p, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk, images)
+    hidden_q, head_q, _ = _hidden_states(initial, input_ids_bt, attention_mask_bt, chunk, images)
     B, T = input_ids_bt.shape
     dtype = torch.float64 if head_p.weight.dtype == torch.float64 else torch.float32
     parts = [torch.zeros(B, 1, dtype=dtype, device=input_ids_bt.device)]
@@ -264,17 +290,27 @@ def unsharded_token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention
     return torch.cat(parts, dim=1).masked_fill(~valid_bt, 0.0).clamp_(min=0.0)  # >= 0 up to rounding
 
 
-def _hidden_states(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor,
-                   chunk: int) -> tuple[Tensor, Any, Tensor]:
+def _hidden_states(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
+                   images: Optional[Images] = None) -> tuple[Tensor, Any, Tensor]:
     """(the decoder's last hidden states [B, T, D], the output head, valid_bt [B, T]): the
-    positions where x_t and x_{t-1} are both real tokens, the ones token_logprobs scores."""
+    positions where x_t and x_{t-1} are both real tokens, the ones token_logprobs scores.
+
+    A vision-language model runs whole but for its head (``model.model``: vision tower, image
+    features in place of the placeholders, the decoder), and computes its own (M-RoPE) positions
+    from the attention mask; a text model runs its decoder with positions that skip the padding."""
     if chunk < 1:
         raise ValueError(f"chunk={chunk} must be >= 1")
     _check_plain_head(model)
     mask_bt = attention_mask_bt.long()
-    position_ids_bt = (mask_bt.cumsum(-1) - 1).clamp(min=0)
-    hidden_btd = model.get_decoder()(input_ids=input_ids_bt, attention_mask=mask_bt, position_ids=position_ids_bt,
-                                     use_cache=False).last_hidden_state
+    if is_multimodal(model):
+        hidden_btd = model.model(input_ids=input_ids_bt, attention_mask=mask_bt, use_cache=False,
+                                 **forward_kwargs(model, input_ids_bt, images)).last_hidden_state
+    elif images is not None:
+        raise ValueError(f"images given to {type(model).__name__}, a text model")
+    else:
+        position_ids_bt = (mask_bt.cumsum(-1) - 1).clamp(min=0)
+        hidden_btd = model.get_decoder()(input_ids=input_ids_bt, attention_mask=mask_bt, position_ids=position_ids_bt,
+                                         use_cache=False).last_hidden_state
     valid_bt = torch.zeros_like(mask_bt, dtype=torch.bool)
     valid_bt[:, 1:] = (mask_bt[:, 1:] > 0) & (mask_bt[:, :-1] > 0)
     return hidden_btd, model.get_output_embeddings(), valid_bt

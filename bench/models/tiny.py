@@ -8,7 +8,11 @@ itself (DESIGN.md, "Models and engines"):
   template of ``<|user|>...<|end|><|assistant|>`` with ``<|end|>`` as eos;
 - a Qwen2-style decoder of hidden 128, 4 layers, 4 heads (about 1.1M parameters, tied embeddings);
 - weights warm-started by supervised training on arith demonstrations (``bench.pretrain``),
-  budgeted in steps so the result does not depend on the machine's speed.
+  budgeted in steps so the result does not depend on the machine's speed;
+- with ``TinyConfig.vision`` set, a Qwen2-VL instead: the same decoder, a two-block vision tower
+  over 14-pixel patches, the tokenizer extended with Qwen2-VL's vision tokens and a chat template
+  that writes an image part as ``<|vision_start|><|image_pad|><|vision_end|>``, and Qwen2-VL's image
+  processor fixed at ``image_size`` pixels square (the dots model, ``model=tiny_dots``).
 
 ``bench.models.warmstart.ensure_base(config)`` returns a directory that ``from_pretrained`` loads (model, tokenizer,
 ``meta.json`` with the measured pass@1): the checkpoint shipped in ``checkpoints/`` when its
@@ -27,16 +31,19 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (GenerationConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen2VLConfig, Qwen2VLForConditionalGeneration)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
 import tasks
 from common import PROJECT_ROOT
 from tasks.arith import ArithConfig, ArithTask
 from tasks.base import Problem, Task, TaskConfig
+from tasks.dots import DotsConfig
 from tasks.sums import SumsConfig
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"  # built by `python -m bench.pretrain`, kept in git
@@ -56,12 +63,49 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}"
 )
+# The vision-language model's: Qwen2-VL's image parts (bench/models/vision.py expands the placeholder)
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+VISION_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{ raise_exception('the tiny chat template has no role ' + message['role']) }}"
+    "{%- endif -%}"
+    "{{ '<|' + message['role'] + '|>' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|end|>' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}"
+)
 
 
 def _arith_default() -> ArithConfig:
     # The probe's task ("Compute a+-b", a, b < 100). 9,000 problems: about half of the train
     # side of that problem space, the most ArithTask.load accepts for it.
     return ArithConfig(train_size=9000)
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """A Qwen2-VL vision encoder, small: ``patch`` pixel patches, ``merge`` x ``merge`` of them per
+    image token, the picture's side fixed at ``image_size`` pixels (min = max pixels)."""
+
+    depth: int = 2
+    embed_dim: int = 64
+    num_heads: int = 4
+    mlp_ratio: int = 2
+    patch: int = 14
+    merge: int = 2
+    image_size: int = 56
+    # the patch merger's output projection starts at this fraction of its default init. Measured
+    # on the dots warm start: at 1.0, 1,000 steps (and 1,500 on an earlier version of the task with
+    # disks of three sizes) left the answer's distribution exactly uniform over the counts (pass@1
+    # 0.09: the image tokens' norm grew to 100x the text's and the decoder read nothing from them);
+    # at 0.03, 400 steps reach pass@1 0.32 on 100 problems
+    merger_init_scale: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -91,6 +135,8 @@ class TinyConfig:
     # another suite to imitate instead: its train split, prompts and ``Task.reference`` worked
     # solutions (drawn at random among the right ones where there are many); None: ``arith``
     task: Optional[TaskConfig] = None
+    # a vision tower: the model is a Qwen2-VL (image-text-to-text) with this decoder; None: text only
+    vision: Optional[VisionTower] = None
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -102,14 +148,16 @@ class TinyConfig:
             raise ValueError(f"tiny: vocab_size {self.vocab_size} leaves no room past the 256 bytes and specials")
 
     def fingerprint(self) -> str:
-        """A short hash of every field, the format version and the imitated task's version. A field
-        added after the first build (``task``) is hashed only when set, so earlier builds keep their
-        name."""
+        """A short hash of every field, the format version and the imitated task's version. Fields
+        added after the first build (``task``, ``vision``) are hashed only when set, so earlier builds
+        keep their name."""
         payload = {"format": FORMAT_VERSION, "arith_version": ArithTask.version, **dataclasses.asdict(self)}
         if self.task is None:
             del payload["task"]
         else:
             payload["task_version"] = imitated(self).version
+        if self.vision is None:
+            del payload["vision"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -134,7 +182,14 @@ def corpus(config: TinyConfig) -> list[str]:
     """What the tokenizer is trained on: the rendered prompts and demonstrations of the train split."""
     task = imitated(config)
     problems = task.load(task.config.train)
-    return [m["content"] for p in problems for m in task.prompt(p)] + demonstrations(task, problems, config.seed)
+    return [text_of(m["content"]) for p in problems for m in task.prompt(p)] + demonstrations(task, problems, config.seed)
+
+
+def text_of(content: Any) -> str:
+    """A message's text: the string, or the text parts of a content list (images have none)."""
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part.get("type") == "text")
 
 
 def build_tokenizer(config: TinyConfig) -> PreTrainedTokenizerFast:
@@ -152,29 +207,31 @@ def build_tokenizer(config: TinyConfig) -> PreTrainedTokenizerFast:
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
+    specials = SPECIAL_TOKENS + (VISION_TOKENS if config.vision else ())
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: any text encodes
         show_progress=False,
     )
     tokenizer.train_from_iterator(corpus(config), trainer)
-    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    assert [tokenizer.token_to_id(t) for t in specials] == list(range(len(specials)))
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token=PAD,
         eos_token=EOS,
         unk_token=PAD,  # never produced (byte-level); named so Qwen2Tokenizer adds no <|endoftext|>
-        additional_special_tokens=list(SPECIAL_TOKENS[2:]),
-        chat_template=CHAT_TEMPLATE,
+        additional_special_tokens=list(specials[2:]),
+        chat_template=VISION_CHAT_TEMPLATE if config.vision else CHAT_TEMPLATE,
         model_max_length=config.max_positions,
     )
 
 
-def build_model(config: TinyConfig) -> Qwen2ForCausalLM:
-    """A freshly initialised Qwen2-style model (seed torch first for reproducible weights)."""
+def build_model(config: TinyConfig) -> PreTrainedModel:
+    """A freshly initialised Qwen2-style model, or a Qwen2-VL one when ``config.vision`` is set
+    (seed torch first for reproducible weights)."""
     pad_id, eos_id = SPECIAL_TOKENS.index(PAD), SPECIAL_TOKENS.index(EOS)
-    model = Qwen2ForCausalLM(Qwen2Config(
+    text = dict(
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -187,10 +244,45 @@ def build_model(config: TinyConfig) -> Qwen2ForCausalLM:
         pad_token_id=pad_id,
         eos_token_id=eos_id,
         bos_token_id=None,
-    ))
+    )
+    if config.vision is None:
+        model = Qwen2ForCausalLM(Qwen2Config(**text))
+    else:
+        model = Qwen2VLForConditionalGeneration(vision_config(config, text))
+        with torch.no_grad():
+            model.model.visual.merger.mlp[-1].weight.mul_(config.vision.merger_init_scale)
     # Only the stop and pad ids: sampling settings belong to the rollout engine's config.
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     return model
+
+
+def vision_config(config: TinyConfig, text: dict) -> Qwen2VLConfig:
+    """Qwen2-VL's config: ``text`` for the decoder, ``config.vision`` for the encoder, the vision
+    tokens' ids from the tokenizer's fixed special ids. M-RoPE splits each head's rotary
+    frequencies over (time, height, width), in Qwen2-VL's proportions (1/4, 3/8, 3/8)."""
+    v, half = config.vision, config.hidden_size // config.num_heads // 2
+    section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
+    ids = {t: len(SPECIAL_TOKENS) + i for i, t in enumerate(VISION_TOKENS)}
+    return Qwen2VLConfig(
+        text_config={**text, "rope_parameters": {**text["rope_parameters"], "mrope_section": section}},
+        vision_config=dict(depth=v.depth, embed_dim=v.embed_dim, hidden_size=config.hidden_size, num_heads=v.num_heads,
+                           mlp_ratio=v.mlp_ratio, patch_size=v.patch, spatial_merge_size=v.merge,
+                           temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_image_processor(config: TinyConfig) -> Any:
+    """Qwen2-VL's image processor (its PIL implementation: no torchvision here), every picture
+    resized to ``image_size`` x ``image_size`` pixels."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    v = config.vision
+    pixels = v.image_size**2
+    return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels, patch_size=v.patch, merge_size=v.merge,
+                                    temporal_patch_size=2)
 
 
 def cache_root() -> Path:
@@ -211,8 +303,8 @@ def is_built(directory: Path, config: TinyConfig) -> bool:
     return meta is not None and meta.get("fingerprint") == config.fingerprint()
 
 
-__all__ = ["SHIPPED_DIR", "TINY_MODELS", "TinyConfig", "build_model", "build_tokenizer", "cache_root", "demonstrations",
-           "imitated", "is_built", "read_meta"]
+__all__ = ["SHIPPED_DIR", "TINY_MODELS", "TinyConfig", "VisionTower", "build_image_processor", "build_model",
+           "build_tokenizer", "cache_root", "demonstrations", "imitated", "is_built", "read_meta"]
 
 
 def _sums_default() -> SumsConfig:
@@ -223,6 +315,9 @@ def _sums_default() -> SumsConfig:
 
 
 # The project's tiny models by what they imitate (``model.tiny``; conf/model/tiny*.yaml)
+# dots: a Qwen2-VL, the same decoder and a two-block vision tower (tasks/dots.py counts disks);
+# 400 steps (VisionTower.merger_init_scale says why so few suffice)
 # sums: 500 warm-start steps put pass@1 at temperature 1 at 0.29 (250: 0.03, 1500: 0.86, too easy
 # for RL to have anything left to learn), with 7.6 distinct completions in a group of 8
-TINY_MODELS = {"arith": TinyConfig(), "sums": TinyConfig(task=_sums_default(), steps=500)}
+TINY_MODELS = {"arith": TinyConfig(), "sums": TinyConfig(task=_sums_default(), steps=500),
+               "dots": TinyConfig(task=DotsConfig(), vision=VisionTower(), steps=400, warmup_steps=80)}

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import transformers
@@ -35,12 +35,14 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bench.config import Sampling
+from bench.engines.base import encode_prompts
 from bench.engines.hf import HFEngine
 from bench.models.tiny import (
     FORMAT_VERSION,
     META_FILE,
     SHIPPED_DIR,
     TinyConfig,
+    build_image_processor,
     build_model,
     build_tokenizer,
     cache_root,
@@ -48,6 +50,7 @@ from bench.models.tiny import (
     imitated,
     is_built,
 )
+from bench.models.vision import Images, forward_kwargs
 from common import write_atomically
 from tasks.base import Problem, Task
 from tasks.scoring import Scorer
@@ -84,12 +87,13 @@ class Measurement:
 Example = tuple[list[int], list[int]]  # (prompt ids, response ids ending in eos)
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, task: Task, problems: Sequence[Problem], seed: int = 0) -> list[Example]:
-    """(prompt ids, response ids ending in eos) per problem; the special tokens separate the two."""
-    prompts = [render(tokenizer, task, p) for p in problems]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False).input_ids
-    response_ids = tokenizer(demonstrations(task, list(problems), seed), add_special_tokens=False).input_ids
-    return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompt_ids, response_ids)]
+def encode(tokenizer: PreTrainedTokenizerBase, task: Task, problems: Sequence[Problem], responses: Sequence[str],
+           image_processor: Optional[Any] = None) -> tuple[list[Example], Optional[list[Optional[Images]]]]:
+    """((prompt ids, response ids ending in eos) per problem, each prompt's images or None): the
+    prompts as the rollout engines encode them, the special tokens separating prompt and response."""
+    prompt_ids, images = encode_prompts(tokenizer, [task.prompt(p) for p in problems], image_processor)
+    response_ids = tokenizer(list(responses), add_special_tokens=False).input_ids
+    return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompt_ids, response_ids)], images
 
 
 def render(tokenizer: PreTrainedTokenizerBase, task: Task, problem: Problem) -> str:
@@ -126,21 +130,27 @@ def batch_order(size: int, config: TinyConfig) -> torch.Tensor:
     return torch.cat(epochs)[:needed].view(config.steps, config.batch_size)
 
 
-def train(config: TinyConfig, tokenizer: PreTrainedTokenizerBase,
-          progress: bool = True) -> tuple[PreTrainedModel, list[float]]:
-    """The warm start: a fresh model trained for ``config.steps`` steps; (model, loss per step)."""
+def train(config: TinyConfig, tokenizer: PreTrainedTokenizerBase, progress: bool = True,
+          image_processor: Optional[Any] = None) -> tuple[PreTrainedModel, list[float]]:
+    """The warm start: a fresh model trained for ``config.steps`` steps; (model, loss per step).
+    Each step's prompts are encoded as it comes (pictures are drawn then, not all held at once)."""
     task = imitated(config)
-    examples = encode(tokenizer, task, task.load(task.config.train), config.seed)
+    problems = task.load(task.config.train)
+    responses = demonstrations(task, problems, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     losses: list[float] = []
-    bar = tqdm(batch_order(len(examples), config), desc="warm start", unit="step", disable=not progress)
+    bar = tqdm(batch_order(len(problems), config), desc="warm start", unit="step", disable=not progress)
     for indices in bar:
-        ids_bt, attention_bt, labels_bt = collate([examples[i] for i in indices.tolist()], tokenizer.pad_token_id)
-        loss = model(input_ids=ids_bt, attention_mask=attention_bt, labels=labels_bt).loss  # mean over response tokens
+        picked = indices.tolist()
+        examples, images = encode(tokenizer, task, [problems[i] for i in picked], [responses[i] for i in picked],
+                                  image_processor)
+        ids_bt, attention_bt, labels_bt = collate(examples, tokenizer.pad_token_id)
+        pixels = forward_kwargs(model, ids_bt, None if images is None else Images.cat(images))
+        loss = model(input_ids=ids_bt, attention_mask=attention_bt, labels=labels_bt, **pixels).loss  # response tokens
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -154,11 +164,12 @@ def train(config: TinyConfig, tokenizer: PreTrainedTokenizerBase,
 
 
 def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task, problems: Sequence[Problem],
-            samples: int = SAMPLES, seed: int = 0, workers: Optional[int] = None) -> Measurement:
+            samples: int = SAMPLES, seed: int = 0, workers: Optional[int] = None,
+            image_processor: Optional[Any] = None) -> Measurement:
     """pass@1 at temperature 1 (no top-k, no top-p) and the diversity of each problem's
     ``samples`` completions, sampled by the rollout engine and judged by the task's scorer."""
     started = time.perf_counter()
-    engine = HFEngine(model, tokenizer)
+    engine = HFEngine(model, tokenizer, image_processor)
     texts: list[str] = []
     ended: list[bool] = []
     sampling = Sampling(temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=seed)
@@ -192,11 +203,13 @@ def build(config: TinyConfig, out: Union[str, Path], *, check: bool = True, prog
     out = Path(out).expanduser()
     started = time.perf_counter()
     tokenizer = build_tokenizer(config)
-    model, losses = train(config, tokenizer, progress=progress)
+    image_processor = build_image_processor(config) if config.vision else None
+    model, losses = train(config, tokenizer, progress=progress, image_processor=image_processor)
     train_seconds = time.perf_counter() - started
     task = imitated(config)
     split = task.config.eval[0]
-    measured = measure(model, tokenizer, task, task.load(split)[:eval_problems], samples, config.seed, workers)
+    measured = measure(model, tokenizer, task, task.load(split)[:eval_problems], samples, config.seed, workers,
+                       image_processor)
     meta = {
         "name": config.name,
         "fingerprint": config.fingerprint(),
@@ -215,7 +228,7 @@ def build(config: TinyConfig, out: Union[str, Path], *, check: bool = True, prog
     print(summary(meta), file=sys.stderr)
     if check:
         check_pass1(measured.pass1, len(losses))
-    save(model, tokenizer, meta, out)
+    save(model, tokenizer, meta, out, image_processor)
     return meta
 
 
@@ -236,12 +249,15 @@ def summary(meta: dict) -> str:
             f"(measured in {e['seconds']:.0f} s)")
 
 
-def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meta: dict, out: Path) -> None:
+def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meta: dict, out: Path,
+         image_processor: Optional[Any] = None) -> None:
     """Write the build under a temporary name, then move it into place (replacing an older build)."""
 
     def write(directory: Path) -> None:
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+        if image_processor is not None:
+            image_processor.save_pretrained(directory)
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     try:

@@ -143,11 +143,13 @@ def shard(model: Any, world: World) -> Any:
     Parameters and compute keep the policy's dtype; on GPUs gradients are reduced in fp32. The
     harness's log-prob and KL functions go through the root's hooks (``bench_token_logprobs``,
     ``bench_token_kl``): they call the decoder and read the head's weight directly, which FSDP
-    would otherwise leave sharded."""
+    would otherwise leave sharded. A vision-language model's vision tower is a unit of its own
+    (its blocks inside it), because ``generate`` runs it alone before the first forward pass."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     from bench.models import policy
+    from bench.models.vision import is_multimodal, vision_tower
 
     device = next(model.parameters()).device
     mesh = init_device_mesh(device.type, (world.size,))
@@ -161,7 +163,13 @@ def shard(model: Any, world: World) -> Any:
                          "data-parallel training shards per layer")
     for layer in layers:
         fully_shard(layer, mesh=mesh, mp_policy=mixed)
+    if is_multimodal(model):  # generate runs the vision tower alone, before the first forward pass
+        fully_shard(vision_tower(model), mesh=mesh, mp_policy=mixed)
     fully_shard(model, mesh=mesh, mp_policy=mixed)
+    if is_multimodal(model):  # FSDP initialises from the first unit to run: one token makes it the root
+        with torch.no_grad():
+            model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device))
+        model.reshard()  # the root keeps its parameters gathered after a forward pass: the optimizer needs the shards
     model.bench_token_logprobs = types.MethodType(policy.unsharded_token_logprobs, model)
     model.bench_token_kl = types.MethodType(policy.unsharded_token_kl, model)
     register_fsdp_forward_method(model, "bench_token_logprobs")

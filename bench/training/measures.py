@@ -59,6 +59,6 @@ def kl_from(initial: Any, model: Any, r: Rollouts, *, rows: int, chunk: int, tem
     out = []
     for part in torch.arange(len(r)).split(rows):
         ids, attention = r.input_ids[part].to(device), r.attention_mask[part].to(device)
-        kl_bt = token_kl(model, initial, ids, attention, chunk, temperature=temperature)
+        kl_bt = token_kl(model, initial, ids, attention, chunk, temperature=temperature, images=r.images_of(part))
         out.append((kl_bt * r.response_mask[part].to(device)).sum(-1).double().cpu())
     return torch.cat(out)

@@ -34,7 +34,7 @@ from algorithms.base import RewardBatch, advantage_step
 from bench.config import RunConfig, Sampling, plain
 from bench.engines import Engine, Rollouts, build_engine
 from bench.evaluation.evaluator import Evaluator, load_benchmarks
-from bench.models.policy import load_policy
+from bench.models.policy import load_image_processor, load_policy
 from bench.training import checkpoints, distributed, measures, seeds
 from bench.training.checkpoints import checkpoint_dir, latest_checkpoint, load_intact, remove_leftovers
 from bench.training.measures import StageClock
@@ -92,6 +92,7 @@ class Trainer:
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
         self.model, self.tokenizer = policy or load_policy(config.model)
+        self.image_processor = load_image_processor(config.model, self.model)  # None for a text model
         self.device = next(self.model.parameters()).device
         # frozen replicas, whole on every rank (no collectives to keep in step)
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if config.algorithm.kl_coef > 0 else None
@@ -105,8 +106,10 @@ class Trainer:
                 raise ValueError(f"trainer.prompts_per_step={self.t.prompts_per_step} does not split evenly over "
                                  f"{self.world.size} ranks; make it a multiple of --nproc-per-node")
             distributed.shard(self.model, self.world)
-        self.engine = engine or build_engine(config.rollout, self.model, self.tokenizer, seed=config.seed)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.t.lr, weight_decay=self.t.weight_decay)
+        self.engine = engine or build_engine(config.rollout, self.model, self.tokenizer, seed=config.seed,
+                                             image_processor=self.image_processor)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # a frozen vision tower is not
+        self.optimizer = torch.optim.AdamW(trainable, lr=self.t.lr, weight_decay=self.t.weight_decay)
         warmup = max(self.t.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
         self.pool = self.task.load(self.task.config.train)
@@ -291,7 +294,7 @@ class Trainer:
 
     def _save(self, directory: Path) -> None:
         self.model.save_pretrained(directory / "model")
-        self.tokenizer.save_pretrained(directory / "model")
+        self._save_processing(directory / "model")
         torch.save({**self._state(), "optimizer": self.optimizer.state_dict(), "rng": seeds.rng_state()},
                    directory / "trainer.pt")
 
@@ -301,8 +304,14 @@ class Trainer:
         weights = distributed.full_state_dict(self.model)  # every rank takes part in the gather
         if self.world.main:
             self.model.save_pretrained(directory / "model", state_dict=weights)
-            self.tokenizer.save_pretrained(directory / "model")
+            self._save_processing(directory / "model")
             torch.save(self._state(), directory / "trainer.pt")
+
+    def _save_processing(self, directory: Path) -> None:
+        """The tokenizer (and a vision-language policy's image processor) beside the exported weights."""
+        self.tokenizer.save_pretrained(directory)
+        if self.image_processor is not None:
+            self.image_processor.save_pretrained(directory)
 
     def _restore(self, run_dir: Path) -> None:
         """Continue from the newest intact checkpoint of ``run_dir`` (rank 0 chooses it)."""

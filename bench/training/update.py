@@ -106,7 +106,7 @@ class Updater:
         r, one = batch.rollouts, rows[:1]
         logp_bt, _ = token_logprobs(self.model, r.input_ids[one], r.attention_mask[one],
                                     self.config.model.logprob_chunk, with_entropy=False,
-                                    temperature=self.config.rollout.temperature)
+                                    temperature=self.config.rollout.temperature, images=r.images_of(one))
         (logp_bt.sum() * 0.0).backward()
         return MicroStats(loss=0.0)
 
@@ -115,7 +115,7 @@ class Updater:
         mask = r.response_mask[rows].float()
         logp_bt, ent_bt = token_logprobs(self.model, r.input_ids[rows], r.attention_mask[rows],
                                          self.config.model.logprob_chunk, with_entropy=True,
-                                         temperature=self.config.rollout.temperature)
+                                         temperature=self.config.rollout.temperature, images=r.images_of(rows))
         old = logp_bt.detach() if batch.old_logp_bt is None else batch.old_logp_bt[rows]
         engine_bt = None if r.sample_logp_bt is None else r.sample_logp_bt[rows]
         weight_bt = None
@@ -174,5 +174,5 @@ class Updater:
         return out
 
     def logprobs(self, model: Any, r: Rollouts) -> torch.Tensor:
-        return token_logprobs(model, r.input_ids, r.attention_mask, self.config.model.logprob_chunk,
-                              with_entropy=False, temperature=self.config.rollout.temperature)[0].detach()
+        return token_logprobs(model, r.input_ids, r.attention_mask, self.config.model.logprob_chunk, with_entropy=False,
+                              temperature=self.config.rollout.temperature, images=r.images_of())[0].detach()

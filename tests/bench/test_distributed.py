@@ -40,6 +40,9 @@ ALGORITHMS = {
     # ratio differs from 1 and each rank has an idle micro-batch in one of them (9 rows: 5 and 4)
     "riskpo": ["algorithm=riskpo", "algorithm.bundle_size=4", "rollout.n=3", "trainer.mini_batches=2",
                "trainer.micro_batch_size=4", "trainer.lr=1e-5"],
+    # a vision-language policy: each rank's rollouts carry their pixels into the gather, and the
+    # frozen vision tower is sharded with the rest
+    "grpo_images": ["task=dots", "model=tiny_dots", "algorithm=grpo", "trainer.lr=1e-5"],
 }
 TOLERANCE = 1e-6
 

@@ -50,7 +50,7 @@ def tokenizer():
 
 def check_layout(r: Rollouts, tokenizer, prompts, n: int, max_new_tokens: int) -> None:
     """Every row: its prompt left-padded, then its response, then padding; masks say exactly that."""
-    encoded = encode_prompts(tokenizer, prompts)
+    encoded, _ = encode_prompts(tokenizer, prompts)
     N, T = r.input_ids.shape
     assert N == len(prompts) * n == len(r.texts) == len(r.finish)
     assert r.attention_mask.shape == r.response_mask.shape == (N, T)

