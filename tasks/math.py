@@ -65,7 +65,8 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from enum import Enum
-from functools import partial
+from decimal import Decimal
+from functools import lru_cache, partial
 from typing import Callable, Iterable
 
 import sympy
@@ -155,6 +156,7 @@ SUBSCRIPT = re.compile("[₀₁₂₃₄₅₆₇₈₉₊₋]+")
 # NFKC's fraction slash (½ is 1⁄2), the minus sign, the Arabic decimal and thousands separators (٥٫٥ is 5.5)
 SEPARATORS = str.maketrans({"\u2044": "/", "\u2212": "-", "\u066b": ".", "\u066c": ","})
 REL_TOL = 1e-4  # numbers that math-verify calls equal must also agree this closely (relative)
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # decided without math-verify (``equivalent``)
 
 
 class Fallback(str, Enum):
@@ -316,17 +318,30 @@ def asked_about(question: str) -> frozenset[str]:
 
 
 def equivalent(answer: str, gold: str, timeout_s: int = MathConfig.timeout_s, asked: frozenset[str] = frozenset()) -> bool:
-    """Whether two LaTeX answers are equal: same text, else math-verify on the normalised forms
-    (``asked``: words that may follow a bare number, ``asked_about``).
+    """Whether two LaTeX answers are equal: same text, else the same plain number, else math-verify
+    on the normalised forms (``asked``: words that may follow a bare number, ``asked_about``).
 
-    All math-verify calls together get about ``timeout_s`` seconds; past it, math-verify's
-    TimeoutException is raised. Whatever its parser raises on input it cannot handle is raised too.
+    Plain numbers are decided without math-verify where its verdict is known: the same value is
+    equal to it too, and two different integers are different to it (it compares integers exactly;
+    different decimals still go to it, which rounds to 6 places). A gold's readings are parsed once
+    and kept (``_gold_readings``): a gold is judged against many completions.
+
+    The answer's math-verify calls get about ``timeout_s`` seconds together, as does the gold's
+    parse; past it, math-verify's TimeoutException is raised. Whatever its parser raises on input
+    it cannot handle is raised too.
     """
     answer, gold = ascii_form(answer), ascii_form(gold)
     if re.sub(r"\s+", "", answer) == re.sub(r"\s+", "", gold):
         return True
+    plain_answer, plain_gold = PLAIN_NUMBER.fullmatch(answer.strip()), PLAIN_NUMBER.fullmatch(gold.strip())
+    if plain_answer and plain_gold:
+        if Decimal(plain_answer[0]) == Decimal(plain_gold[0]):
+            return True
+        if "." not in plain_answer[0] + plain_gold[0]:
+            return False
+    golds = _gold_readings(gold, asked, timeout_s)
     deadline = time.monotonic() + timeout_s
-    golds, answers = _readings(gold, deadline, asked), _readings(answer, deadline, asked)
+    answers = _readings(answer, deadline, asked)
     return any(
         verify(g, a, timeout_seconds=_left(deadline), raise_on_error=True) and _close(g, a, _left(deadline))
         for g in golds
@@ -385,6 +400,12 @@ def _readings(answer: str, deadline: float, asked: frozenset[str] = frozenset())
         for text in forms(answer, asked)
         for reading in parse(f"${text}$", parsing_timeout=_left(deadline), raise_on_error=True)
     ]
+
+
+@lru_cache(maxsize=4096)
+def _gold_readings(gold: str, asked: frozenset[str], timeout_s: int) -> tuple:
+    """``_readings`` of a gold, within its own ``timeout_s``, kept (sympy objects are immutable)."""
+    return tuple(_readings(gold, time.monotonic() + timeout_s, asked))
 
 
 def _close(gold: object, answer: object, timeout_s: int) -> bool:
