@@ -117,3 +117,17 @@ def test_the_trainer_sees_no_omegaconf():
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {n for n in names if n.split(".")[0] in ("omegaconf", "hydra")}
     assert "bench.compose" not in names
+
+
+def test_importing_the_tasks_loads_no_torch():
+    """The scoring workers import only ``tasks`` (and what a suite needs): no torch, numpy's
+    heavier users or the harness, so a worker starts in about a second."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "pandas", "bench", "algorithms")
+    done = subprocess.run([sys.executable, "-c", "import sys, tasks; "
+                           f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
