@@ -64,8 +64,8 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass
-from enum import Enum
 from decimal import Decimal
+from enum import Enum
 from functools import lru_cache, partial
 from typing import Callable, Iterable
 
