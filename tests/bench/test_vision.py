@@ -152,3 +152,22 @@ def test_text_models_have_no_image_processor_and_refuse_image_prompts(task):
     with pytest.raises(ValueError, match="text model"):
         token_logprobs(model, torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), 4, False,
                        images=Images(torch.zeros(4, 1176), torch.tensor([[1, 2, 2]])))
+
+
+def test_activation_checkpointing_gives_the_same_gradients_with_images(vlm, rollouts, tmp_path):
+    model, tokenizer, processor = vlm
+    for part in (model, tokenizer, processor):
+        part.save_pretrained(tmp_path)
+    grads = []
+    for checkpointing in (False, True):
+        loaded, _ = load_policy(ModelConfig(path=str(tmp_path), gradient_checkpointing=checkpointing,
+                                            freeze_vision=False))
+        assert loaded.is_gradient_checkpointing == checkpointing  # both towers (model.gradient_checkpointing)
+        loaded.train()
+        logp, entropy = token_logprobs(loaded, rollouts.input_ids, rollouts.attention_mask, 8, with_entropy=True,
+                                       images=rollouts.images_of())
+        ((logp * rollouts.response_mask).sum() + 0.1 * entropy.sum()).backward()
+        grads.append({name: p.grad.clone() for name, p in loaded.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any(k.startswith("model.visual") for k in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
