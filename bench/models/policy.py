@@ -77,9 +77,10 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
         raise FileNotFoundError(f"{path} not found locally{where}; set model.path=<dir> "
                                 f"({type(err).__name__})") from None
     device = _pick_device(cfg)
-    multimodal = getattr(AutoConfig.from_pretrained(path, **kwargs), "vision_config", None) is not None
+    config = AutoConfig.from_pretrained(path, **kwargs)  # read once: it picks the class and builds the model
+    multimodal = getattr(config, "vision_config", None) is not None
     auto = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
-    model = auto.from_pretrained(path, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
+    model = auto.from_pretrained(path, config=config, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
     if multimodal and cfg.freeze_vision:
         freeze_vision(model)
     if cfg.gradient_checkpointing:

@@ -108,10 +108,10 @@ def vision_token_ids(model: Any) -> list[int]:
     """The ids a vision-language policy must never sample (image and video placeholders and their
     brackets): a response holding one would be read as an image slot by the next forward pass. The
     engines suppress them, which moves no measurable probability for a trained model."""
-    config = model.config
+    if not is_multimodal(model):
+        return []
     names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    return sorted({getattr(config, n) for n in names if getattr(config, n, None) is not None}) if is_multimodal(model) \
-        else []
+    return sorted({getattr(model.config, n) for n in names if getattr(model.config, n, None) is not None})
 
 
 def check_reads_images(chats: Sequence[Sequence[dict]], image_processor: Optional[Any]) -> None:
