@@ -26,7 +26,11 @@ __all__ = ["DType", "Device", "EngineName", "EvalConfig", "LoggerConfig", "Logge
 
 
 class DType(str, Enum):
-    auto = "auto"  # bfloat16 on CUDA, float32 on the CPU
+    """The policy's precision (bench.models.precision.pick_precision). On CUDA bfloat16 is the weights'
+    dtype; on the CPU it is float32 weights (and optimizer) with the forward passes under bf16 autocast,
+    emulated (slower than float32, with a warning) where the CPU lacks bf16 instructions."""
+
+    auto = "auto"  # bfloat16 on CUDA; on the CPU bfloat16 where it has bf16 instructions, else float32
     float32 = "float32"
     bfloat16 = "bfloat16"
 
@@ -158,6 +162,10 @@ class TrainerConfig:
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_size: int = 80  # responses per forward/backward
+    # > 0: micro-batches by a token budget instead: rows sorted by length, longest first, packed
+    # while rows x (longest prompt + longest response among them) <= this (verl's use_dynamic_bsz
+    # with ppo_max_token_len_per_gpu); micro_batch_size is then unused. 0: micro_batch_size rows
+    micro_batch_tokens: int = 0
     entropy_coef: float = 0.0
     # truncated importance sampling of the rollout engine's mismatch: each token's policy-gradient
     # term weighted by min(pi_old / pi_engine, tis_cap) (ops.truncated_is_weight); None: off.
@@ -174,7 +182,7 @@ class TrainerConfig:
         for name in ("steps", "prompts_per_step", "ppo_epochs", "mini_batches", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 1")
-        for name in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every", "threads", "samples_per_step",
+        for name in ("micro_batch_tokens", "weight_decay", "warmup_steps", "eval_every", "checkpoint_every", "threads", "samples_per_step",
                      "max_resample", "entropy_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"trainer.{name}={getattr(self, name)} must be >= 0")
@@ -197,6 +205,9 @@ class EvalConfig:
     n: int = 8  # samples per problem
     k: tuple[int, ...] = ()  # empty: every k from 1 to n
     problems: int = 0  # the first this many problems of each benchmark; 0: all
+    # evaluations during training (not the first and the last, which see every problem) use this
+    # many problems of each benchmark, the same seeded sample at every step; 0: all, every time
+    subset: int = 100
     prompts_per_call: int = 64  # prompts per generate call (times n sequences); the samples do not depend on it
     confidence: float = 0.95  # of the bootstrap interval over problems
     resamples: int = 2000  # bootstrap resamples
@@ -215,8 +226,9 @@ class EvalConfig:
         for name in ("n", "prompts_per_call", "resamples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 1")
-        if self.problems < 0:
-            raise ValueError(f"eval.problems={self.problems} must be >= 0 (0: all)")
+        for name in ("problems", "subset"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 0 (0: all)")
         bad = [k for k in self.k if not 1 <= k <= self.n]
         if bad and self.greedy:
             raise ValueError(f"eval.k={list(self.k)}: eval.greedy=true takes one response per problem, so k is 1")

@@ -11,7 +11,10 @@ task that owns it (math500 -> math, aime24 -> aime, ...). Decoding is the ``roll
 engine (hf or vllm), temperature, top_p, top_k, max_new_tokens.
 
 The trainer calls the same ``Evaluator`` every ``trainer.eval_every`` steps on its task's eval
-sets, so every run has pass@k curves over training. Both write, in the output directory:
+sets, so every run has pass@k curves over training: before the first step and after the last on
+every problem, in between on a seeded subset of ``eval.subset`` problems per benchmark (the same
+problems at every step and in every run). bench.evaluate evaluates every problem. Both write, in
+the output directory:
 
 - ``eval.parquet``: one row per (benchmark, step, k): ``pass_at_k`` (the unbiased estimator,
   every k in ``eval.k``, default 1..n), ``n``, ``stderr`` and a bootstrap ``ci_low``/``ci_high``
@@ -20,7 +23,8 @@ sets, so every run has pass@k curves over training. Both write, in the output di
   of different correct answers among the n samples and of the entropy of their answers, in nats:
   the sequence-level diversity; NaN for code; the same in every k row), ``decoding``
   (``sampled``, or ``greedy`` with ``eval.greedy=true``: temperature 0, one response per
-  problem, its accuracy in the k = 1 row), ``task_version``;
+  problem, its accuracy in the k = 1 row), ``problems`` (how many were evaluated) and
+  ``problem_set`` (``full``, or ``subset`` for the trainer's evaluations in between), ``task_version``;
 - ``problems.parquet``: one row per (benchmark, step, problem): ``uid``, ``n``, ``c`` (correct
   samples), ``distinct_correct``, ``answer_entropy``, from which any pass@k and paired
   comparisons between runs can be recomputed.
@@ -59,7 +63,7 @@ import tasks
 from bench.config import EvalConfig, EvaluateSettings, ModelConfig, RolloutConfig
 from bench.evaluation.evaluator import Evaluation, Evaluator, load_benchmarks
 from bench.training.checkpoints import checkpoint_step, latest_checkpoint
-from bench.training.sinks import RUN_FILES, RUN_IDENTITY, RunLock, Table, identify
+from bench.training.sinks import RUN_FILES, RUN_IDENTITY, RunLock, Table, identify, written
 from common import write_atomically
 
 
@@ -117,7 +121,7 @@ def claim(out: Path, ident: dict[str, Any]) -> RunLock:
     """Lock ``out`` for this evaluation; a ValueError if it already holds another run's results
     (a directory holds one run: the same identity may be re-evaluated into it)."""
     lock = RunLock(out)
-    holds = [name for name in ("run.json", *RUN_FILES) if (out / name).exists()]
+    holds = [name for name in ("run.json", *RUN_FILES) if written(out / name)]
     there = run_identity(out) if holds else ident
     if not there or any(value is not None and value != ident[key] for key, value in there.items()):
         lock.release()
@@ -137,14 +141,14 @@ def route_model_argument(argv: list[str], presets: set[str]) -> list[str]:
 def write_results(out: Path, evaluation: Evaluation, ident: dict[str, Any]) -> None:
     """run.json unless there (``claim`` checked it agrees), and the rows of eval.parquet and
     problems.parquet: rows already there of an evaluated (benchmark, step), the trainer's or an
-    earlier evaluation's, are replaced, so none is counted twice."""
+    earlier evaluation's, are replaced, so none is counted twice: in one write of each table's one
+    file (``Table.rewrite``)."""
     if not (out / "run.json").is_file():
         write_atomically(out / "run.json", lambda tmp: tmp.write_text(json.dumps(ident, indent=2)))
     done = {(row["benchmark"], row["step"]) for row in evaluation.rows}
     for name, rows in (("eval", evaluation.rows), ("problems", evaluation.problems)):
         table = Table(out / f"{name}.parquet")
-        table.rows = [row for row in table.rows if (row["benchmark"], row["step"]) not in done]
-        table.add(rows)
+        table.rewrite([*(row for row in table.rows if (row["benchmark"], row["step"]) not in done), *rows])
 
 
 def table(evaluation: Evaluation) -> str:

@@ -37,11 +37,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.compose import CONF_DIR, ConfigError, load_run_config, one_line
 from bench.training.checkpoints import checkpoint_step, latest_checkpoint
+from bench.training.sinks import read_table
 from common import PROJECT_ROOT, write_atomically
 
 
@@ -199,7 +199,9 @@ def choose(p: ProtocolConfig, scores: dict[str, dict[float, float]]) -> dict[str
 
 def validation_score(p: ProtocolConfig, run: Run) -> float:
     """A sweep run's validation pass@k at its last evaluation."""
-    evals = pd.read_parquet(run.run_dir / "eval.parquet")
+    evals = read_table(run.run_dir / "eval.parquet")
+    if evals is None:
+        raise ConfigError(f"{run.run_dir}: no eval.parquet to choose an lr by")
     rows = evals[(evals["benchmark"] == p.validation) & (evals["k"] == p.sweep.k)].dropna(subset=["pass_at_k"])
     if rows.empty:
         raise ConfigError(f"{run.run_dir}: no pass@{p.sweep.k} on {p.validation} to choose an lr by "

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 from safetensors.torch import load_file
+
+from bench.training.sinks import read_table
 
 # the settings tests/bench/test_distributed.py asserts on, but for the number of steps
 TESTS = Path(__file__).resolve().parent.parent / "tests" / "bench" / "test_distributed.py"
@@ -66,8 +67,8 @@ def main() -> None:
         seconds_one = run([sys.executable, "-m", "bench.run", *overrides], one)
         seconds_many = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                             f"--nproc-per-node={args.nproc}", "-m", "bench.run", *overrides], many)
-        m1, m2 = (pd.read_parquet(d / "metrics.parquet") for d in (one, many))
-        e1, e2 = (pd.read_parquet(d / "eval.parquet") for d in (one, many))
+        m1, m2 = (read_table(d / "metrics.parquet") for d in (one, many))
+        e1, e2 = (read_table(d / "eval.parquet") for d in (one, many))
         grad_rel = ((m1["train/grad_norm"] - m2["train/grad_norm"]).abs() / m1["train/grad_norm"]).max()
         loss_abs = (m1["train/loss"] - m2["train/loss"]).abs().max()  # about 0 with ratio 1: no relative gap
         same = {c: m1[c].tolist() == m2[c].tolist() for c in ("train/reward_mean", "train/adv_mean")}

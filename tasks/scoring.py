@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.resource_tracker
 import os
 import signal
 import time
@@ -84,6 +85,19 @@ def patient(config: TaskConfig) -> TaskConfig:
     """``config`` with its verifier time limits (fields of TIME_LIMITS) RETRY_FACTOR times longer."""
     longer = {f.name: getattr(config, f.name) * RETRY_FACTOR for f in dataclasses.fields(config) if f.name in TIME_LIMITS}
     return dataclasses.replace(config, **longer) if longer else config
+
+
+_POOLS: set[int] = set()  # the scorers whose worker pools are running
+
+
+def _pool_closed(scorer: Scorer) -> None:
+    """When the last pool is shut down, stop multiprocessing's resource tracker too: spawned pools
+    start it, and left running it outlives this process, a child of the process group for init to
+    reap. (After a pool was killed it is left running: it unlinks what the dead pool left.)"""
+    _POOLS.discard(id(scorer))
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    if not _POOLS and tracker is not None and hasattr(tracker, "_stop"):  # CPython's, since 3.8
+        tracker._stop()
 
 
 class Scorer:
@@ -191,6 +205,7 @@ class Scorer:
                 # A loky worker (Hydra's joblib launcher) makes "loky" the default start method; a
                 # spawned child is told to use the default and has no "loky": restore a standard one.
                 multiprocessing.set_start_method("spawn", force=True)
+            _POOLS.add(id(self))
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded torch process
@@ -223,11 +238,13 @@ class Scorer:
                 process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+            _POOLS.discard(id(self))  # its queues' semaphores may outlive it: the tracker stays to unlink them
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            _pool_closed(self)
 
     def __enter__(self) -> Scorer:
         return self

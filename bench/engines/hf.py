@@ -1,7 +1,8 @@
 """The ``hf`` engine: transformers ``generate`` on the policy itself (the CPU default; also GPU).
 
 It samples from the weights being trained, so ``sync_weights`` has nothing to do, and its
-rollouts carry no sampling log-probs (the trainer's recomputation is exact).
+rollouts carry no sampling log-probs (the trainer's recomputation is exact). Under a policy's
+bf16 autocast (bench/models/precision.py) its logits are bf16, as with bf16 weights on a GPU.
 
 A row's response is a function of (sampling seed, prompt index, sample index) alone, whatever
 else shares its batch: transformers' own temperature, top-k and top-p warpers, then the row's
@@ -24,6 +25,7 @@ import torch
 from bench.config import Sampling
 from bench.engines.base import Rollouts, cut_at_stop, encode_prompts, finish_batch, stop_ids
 from bench.engines.noise import GumbelNoiseProcessor, row_keys
+from bench.models.precision import autocast
 from bench.models.vision import Images, forward_kwargs, vision_token_ids
 
 __all__ = ["HFEngine"]
@@ -80,7 +82,7 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(self.model):  # bf16 on the CPU with float32 weights (precision.py)
                 out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                           generation_config=self.generation_config(sampling),
                                           logits_processor=processors, **pixels,

@@ -9,7 +9,8 @@ owns it (math500 -> math, aime24 -> aime, ...).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -32,6 +33,16 @@ class Benchmark:
     name: str
     task: Task
     problems: list[Problem]
+
+    def sample(self, size: int) -> Benchmark:
+        """``size`` of the problems, drawn without replacement by a seed of the benchmark's name
+        alone (every run, algorithm and step evaluates the same ones), kept in their order; the
+        whole benchmark when ``size`` is 0 or covers it."""
+        if not size or size >= len(self.problems):
+            return self
+        gen = np.random.default_rng(zlib.crc32(self.name.encode()))
+        picked = np.sort(gen.choice(len(self.problems), size=size, replace=False))
+        return replace(self, problems=[self.problems[i] for i in picked])
 
 
 @dataclass
@@ -117,11 +128,16 @@ class Evaluator:
         self.owned = [Scorer(task) for task in needed.values()]  # closed by close(); the others are the caller's
         self.scorers |= {s.task.config.name: s for s in self.owned}
 
-    def evaluate(self, step: int, sampling: Sampling, progress: bool = False) -> Evaluation:
-        """pass@k (or greedy accuracy) of every benchmark; ``sampling`` is the rollout's, seeded."""
+    def evaluate(self, step: int, sampling: Sampling, progress: bool = False, full: bool = True) -> Evaluation:
+        """pass@k (or greedy accuracy) of every benchmark; ``sampling`` is the rollout's, seeded.
+        ``full=False``: on each benchmark's seeded subset of ``eval.subset`` problems (the trainer's
+        evaluations between the first and the last); the rows say which (``problem_set``,
+        ``problems``), and the intervals are those of the problems evaluated."""
         start, rows, problem_rows = time.monotonic(), [], []
         sampling = self.config.sampling(sampling)
-        for bench in self.benchmarks:
+        for whole in self.benchmarks:
+            bench = whole if full else whole.sample(self.config.subset)
+            problem_set = "full" if bench is whole else "subset"
             verdicts, kl = self.sample(bench, sampling, progress)
             n = self.config.n
             groups = [verdicts[i * n : (i + 1) * n] for i in range(len(bench.problems))]
@@ -134,8 +150,8 @@ class Evaluator:
             summary = passk.summarize(n, c, self.config.ks, self.config.confidence, self.config.resamples, seed=step)
             rows += [{"benchmark": bench.name, "step": step, **row, "maj_at_k": majority(bench.task, groups, row["k"]),
                       "distinct_correct": float(np.mean(distinct)), "answer_entropy": float(np.mean(entropy)),
-                      "kl_from_initial": float(np.mean(kl_p)),
-                      "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
+                      "kl_from_initial": float(np.mean(kl_p)), "problems": len(bench.problems),
+                      "problem_set": problem_set, "decoding": self.config.decoding, "task_version": bench.task.version} for row in summary]
         return Evaluation(rows, problem_rows, time.monotonic() - start)
 
     def sample(self, bench: Benchmark, sampling: Sampling, progress: bool) -> tuple[list[Verdict], np.ndarray]:

@@ -7,6 +7,10 @@ instead of keeping them (what torch.utils.checkpoint would do, with fewer vocabu
 buffers). With a 150k vocabulary, 8 x 1024 tokens of float32 logits are 5 GB; a 256-position
 chunk is a quarter of that, freed before the next chunk (``python -m bench.perf memory``
 measures both).
+
+Precision (bench/models/precision.py): the decoder runs under the model's autocast, if
+``load_policy`` marked one (bf16 on the CPU, float32 weights); the output head and its
+log-softmax never do: they run in float32 whatever the weights' or the decoder's dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.config import Device, DType, ModelConfig
+from bench.models.precision import autocast, mark_autocast, pick_precision
 from bench.models.vision import Images, forward_kwargs, freeze_vision, image_processor_at, is_multimodal
 
 __all__ = ["DType", "Device", "ModelConfig", "load_image_processor", "load_policy", "resolve_path", "token_logprobs"]
@@ -51,14 +56,9 @@ def _pick_device(cfg: ModelConfig) -> torch.device:
     return torch.device(cfg.device.value)
 
 
-def _pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
-    if cfg.dtype is DType.auto:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, cfg.dtype.value)
-
-
 def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
-    """(model, tokenizer) from a directory or hub name, on the configured device and dtype.
+    """(model, tokenizer) from a directory or hub name, on the configured device and dtype
+    (``pick_precision``: on the CPU bf16 is float32 weights under bf16 autocast).
 
     The tokenizer pads on the left (prompts end where generation starts) and has a pad token
     (its EOS when it has none). Offline (HF_HUB_OFFLINE=1) a name that is neither a directory nor
@@ -80,7 +80,9 @@ def load_policy(cfg: ModelConfig) -> tuple[Any, Any]:
     config = AutoConfig.from_pretrained(path, **kwargs)  # read once: it picks the class and builds the model
     multimodal = getattr(config, "vision_config", None) is not None
     auto = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
-    model = auto.from_pretrained(path, config=config, dtype=_pick_dtype(cfg, device), **kwargs).to(device)
+    precision = pick_precision(cfg.dtype, device)
+    model = auto.from_pretrained(path, config=config, dtype=precision.weights, **kwargs).to(device)
+    mark_autocast(model, precision.compute)
     if multimodal and cfg.freeze_vision:
         freeze_vision(model)
     if cfg.gradient_checkpointing:
@@ -128,18 +130,24 @@ def _chunk_log_softmax(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], t
                        lse: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """(log p [b, c, V], logsumexp [b, c]) of one chunk, log p computed in place in the logits' buffer.
 
-    The head runs in float32 (half-precision weights are cast) so no bf16 rounding reaches the
-    log-probs. A known ``lse`` (the backward's recomputation) skips the logsumexp and its temporary.
+    The head runs in float32 (half-precision weights and hidden states are cast; callers run it
+    outside autocast) so no bf16 rounding reaches the log-probs. A known ``lse`` (the backward's
+    recomputation) skips the logsumexp and its temporary.
     """
-    if weight.dtype in (torch.float16, torch.bfloat16):
-        weight, hidden = weight.float(), hidden.float()
-        bias = None if bias is None else bias.float()
+    dtype = _head_dtype(weight)
+    weight, hidden = weight.to(dtype), hidden.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
     logits = F.linear(hidden, weight, bias)  # [b, c, V] float32
     if temperature != 1.0:
         logits.div_(temperature)
     if lse is None:
         lse = torch.logsumexp(logits, dim=-1)
     return logits.sub_(lse.unsqueeze(-1)), lse
+
+
+def _head_dtype(weight: Tensor) -> torch.dtype:
+    """The output head's compute dtype: float32, or float64 for a float64 model."""
+    return torch.float64 if weight.dtype == torch.float64 else torch.float32
 
 
 class _HeadLogProbs(torch.autograd.Function):
@@ -154,47 +162,51 @@ class _HeadLogProbs(torch.autograd.Function):
     With g = d loss / d logp_t and h = d loss / d H (H the entropy, p the distribution), for the
     logits z = (hidden W^T + b) / T:
         d loss / d z_v = g (1[v = t] - p_v) - h p_v (log p_v + H)
-    and the gradient to hidden W^T + b is that divided by T.
+    and the gradient to hidden W^T + b is that divided by T. Both passes switch autocast off: it
+    would run their matmuls in bf16 (the caller's autocast reaches a custom function's forward,
+    and its backward under an autocast ``backward()`` call).
     """
 
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor,
                 temperature: float, with_entropy: bool) -> tuple[Tensor, Tensor]:
         ctx.set_materialize_grads(False)  # an output the loss does not use sends None: no work for it
-        logp_all, lse = _chunk_log_softmax(hidden, weight, bias, temperature)
-        logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        if with_entropy:  # H = -sum_v p_v log p_v, as a batched dot product (no third buffer)
-            probs = logp_all.exp()
-            entropy = -(probs.unsqueeze(-2) @ logp_all.unsqueeze(-1)).squeeze(-1).squeeze(-1)
-        else:
-            entropy = logp.new_zeros(logp.shape)
-            ctx.mark_non_differentiable(entropy)
-        ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
-        ctx.temperature, ctx.with_entropy = temperature, with_entropy
-        return logp, entropy
+        with torch.autocast(hidden.device.type, enabled=False):
+            logp_all, lse = _chunk_log_softmax(hidden, weight, bias, temperature)
+            logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            if with_entropy:  # H = -sum_v p_v log p_v, as a batched dot product (no third buffer)
+                probs = logp_all.exp()
+                entropy = -(probs.unsqueeze(-2) @ logp_all.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+            else:
+                entropy = logp.new_zeros(logp.shape)
+                ctx.mark_non_differentiable(entropy)
+            ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
+            ctx.temperature, ctx.with_entropy = temperature, with_entropy
+            return logp, entropy
 
     @staticmethod
     def backward(ctx: Any, grad_logp: Optional[Tensor], grad_entropy: Optional[Tensor]):
         hidden, weight, bias, targets, lse, entropy = ctx.saved_tensors
-        logp_all, _ = _chunk_log_softmax(hidden, weight, bias, ctx.temperature, lse)
-        dtype = logp_all.dtype  # float32, or float64 for a float64 model
-        g = torch.zeros_like(entropy) if grad_logp is None else grad_logp.to(dtype)
-        dz = logp_all.exp()  # p
-        if ctx.with_entropy and grad_entropy is not None:
-            h = grad_entropy.to(dtype).unsqueeze(-1)
-            coef = logp_all.add_(entropy.unsqueeze(-1)).mul_(h.neg()).sub_(g.unsqueeze(-1))  # -h (log p + H) - g
-            dz.mul_(coef)
-        else:
-            dz.mul_(g.neg().unsqueeze(-1))
-        del logp_all
-        dz.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
-        if ctx.temperature != 1.0:
-            dz.div_(ctx.temperature)
-        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_hidden = (dz @ weight.to(dtype)).to(hidden.dtype) if need_hidden else None
-        grad_weight = (dz.flatten(0, 1).T @ hidden.flatten(0, 1).to(dtype)).to(weight.dtype) if need_weight else None
-        grad_bias = dz.sum((0, 1)).to(bias.dtype) if need_bias else None
-        return grad_hidden, grad_weight, grad_bias, None, None, None
+        with torch.autocast(hidden.device.type, enabled=False):
+            logp_all, _ = _chunk_log_softmax(hidden, weight, bias, ctx.temperature, lse)
+            dtype = logp_all.dtype  # float32, or float64 for a float64 model
+            g = torch.zeros_like(entropy) if grad_logp is None else grad_logp.to(dtype)
+            dz = logp_all.exp()  # p
+            if ctx.with_entropy and grad_entropy is not None:
+                h = grad_entropy.to(dtype).unsqueeze(-1)
+                coef = logp_all.add_(entropy.unsqueeze(-1)).mul_(h.neg()).sub_(g.unsqueeze(-1))  # -h (log p + H) - g
+                dz.mul_(coef)
+            else:
+                dz.mul_(g.neg().unsqueeze(-1))
+            del logp_all
+            dz.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
+            if ctx.temperature != 1.0:
+                dz.div_(ctx.temperature)
+            need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+            grad_hidden = (dz @ weight.to(dtype)).to(hidden.dtype) if need_hidden else None
+            grad_weight = (dz.flatten(0, 1).T @ hidden.flatten(0, 1).to(dtype)).to(weight.dtype) if need_weight else None
+            grad_bias = dz.sum((0, 1)).to(bias.dtype) if need_bias else None
+            return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
 def _check_plain_head(model: Any) -> None:
@@ -236,7 +248,7 @@ def unsharded_token_logprobs(model: Any, input_ids_bt: Tensor, attention_mask_bt
     hidden_btd, head, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk, images)
     bias = getattr(head, "bias", None)
     B, T = input_ids_bt.shape
-    dtype = torch.float64 if head.weight.dtype == torch.float64 else torch.float32
+    dtype = _head_dtype(head.weight)
     first = torch.zeros(B, 1, dtype=dtype, device=input_ids_bt.device)
     logps, entropies = [first], [first]
     for start in range(1, T, chunk):  # positions [start, end) are predicted by hidden states [start-1, end-1)
@@ -278,23 +290,24 @@ def unsharded_token_kl(model: Any, initial: Any, input_ids_bt: Tensor, attention
     hidden_p, head_p, valid_bt = _hidden_states(model, input_ids_bt, attention_mask_bt, chunk, images)
     hidden_q, head_q, _ = _hidden_states(initial, input_ids_bt, attention_mask_bt, chunk, images)
     B, T = input_ids_bt.shape
-    dtype = torch.float64 if head_p.weight.dtype == torch.float64 else torch.float32
-    parts = [torch.zeros(B, 1, dtype=dtype, device=input_ids_bt.device)]
+    parts = [torch.zeros(B, 1, dtype=_head_dtype(head_p.weight), device=input_ids_bt.device)]
     for start in range(1, T, chunk):
         end = min(start + chunk, T)
-        logp, _ = _chunk_log_softmax(hidden_p[:, start - 1 : end - 1], head_p.weight, getattr(head_p, "bias", None),
-                                     temperature)
-        logq, _ = _chunk_log_softmax(hidden_q[:, start - 1 : end - 1], head_q.weight, getattr(head_q, "bias", None),
-                                     temperature)
-        logq.sub_(logp).neg_()  # log p - log q, in q's buffer
-        parts.append((logp.exp_().unsqueeze(-2) @ logq.unsqueeze(-1)).squeeze(-1).squeeze(-1))
+        with torch.autocast(input_ids_bt.device.type, enabled=False):  # the head in float32, as in _HeadLogProbs
+            logp, _ = _chunk_log_softmax(hidden_p[:, start - 1 : end - 1], head_p.weight,
+                                         getattr(head_p, "bias", None), temperature)
+            logq, _ = _chunk_log_softmax(hidden_q[:, start - 1 : end - 1], head_q.weight,
+                                         getattr(head_q, "bias", None), temperature)
+            logq.sub_(logp).neg_()  # log p - log q, in q's buffer
+            parts.append((logp.exp_().unsqueeze(-2) @ logq.unsqueeze(-1)).squeeze(-1).squeeze(-1))
     return torch.cat(parts, dim=1).masked_fill(~valid_bt, 0.0).clamp_(min=0.0)  # >= 0 up to rounding
 
 
 def _hidden_states(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, chunk: int,
                    images: Optional[Images] = None) -> tuple[Tensor, Any, Tensor]:
     """(the decoder's last hidden states [B, T, D], the output head, valid_bt [B, T]): the
-    positions where x_t and x_{t-1} are both real tokens, the ones token_logprobs scores.
+    positions where x_t and x_{t-1} are both real tokens, the ones token_logprobs scores. The
+    decoder runs under the model's autocast (precision.autocast), the head is left to the caller.
 
     A vision-language model runs whole but for its head (``model.model``: vision tower, image
     features in place of the placeholders, the decoder), and computes its own (M-RoPE) positions
@@ -303,15 +316,16 @@ def _hidden_states(model: Any, input_ids_bt: Tensor, attention_mask_bt: Tensor, 
         raise ValueError(f"chunk={chunk} must be >= 1")
     _check_plain_head(model)
     mask_bt = attention_mask_bt.long()
-    if is_multimodal(model):
-        hidden_btd = model.model(input_ids=input_ids_bt, attention_mask=mask_bt, use_cache=False,
-                                 **forward_kwargs(model, input_ids_bt, images)).last_hidden_state
-    elif images is not None:
+    if images is not None and not is_multimodal(model):
         raise ValueError(f"images given to {type(model).__name__}, a text model")
-    else:
-        position_ids_bt = (mask_bt.cumsum(-1) - 1).clamp(min=0)
-        hidden_btd = model.get_decoder()(input_ids=input_ids_bt, attention_mask=mask_bt, position_ids=position_ids_bt,
-                                         use_cache=False).last_hidden_state
+    with autocast(model):
+        if is_multimodal(model):
+            hidden_btd = model.model(input_ids=input_ids_bt, attention_mask=mask_bt, use_cache=False,
+                                     **forward_kwargs(model, input_ids_bt, images)).last_hidden_state
+        else:
+            position_ids_bt = (mask_bt.cumsum(-1) - 1).clamp(min=0)
+            hidden_btd = model.get_decoder()(input_ids=input_ids_bt, attention_mask=mask_bt,
+                                             position_ids=position_ids_bt, use_cache=False).last_hidden_state
     valid_bt = torch.zeros_like(mask_bt, dtype=torch.bool)
     valid_bt[:, 1:] = (mask_bt[:, 1:] > 0) & (mask_bt[:, :-1] > 0)
     return hidden_btd, model.get_output_embeddings(), valid_bt

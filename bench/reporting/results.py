@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.evaluation import passk
-from bench.training.sinks import RUN_FILES, identify
+from bench.training.sinks import identify, read_table, run_dirs
 
 ID = ["run_id", "algorithm", "task", "model", "seed", "experiment", "series"]
 CONFIDENCE = 0.95
@@ -71,12 +71,12 @@ def load_results(root: str | Path, strict: bool = False) -> Results:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results directory")
-    run_dirs = sorted({p.parent for name in RUN_FILES for p in root.rglob(name)})
-    if not run_dirs:
+    found = run_dirs(root)
+    if not found:
         raise ValueError(f"{root}: no runs there (a run directory holds metrics.parquet, from bench.run, or "
                          "eval.parquet, from bench.evaluate; none in it or below it)")
     identities, tables, skipped = [], [], []
-    for run_dir in run_dirs:
+    for run_dir in found:
         try:
             ident = identify(run_dir, root)
             tables.append({name: read_table(run_dir / f"{name}.parquet") for name in TABLES})
@@ -106,10 +106,6 @@ def load_results(root: str | Path, strict: bool = False) -> Results:
     wall = last["budget/wall_seconds"].max() if "budget/wall_seconds" in metrics else pd.Series(dtype=float)
     runs["wall_seconds"] = runs["run_id"].map(wall)
     return Results(runs, metrics, evals, problems, tuple(skipped))
-
-
-def read_table(path: Path) -> Optional[pd.DataFrame]:
-    return pd.read_parquet(path) if path.is_file() else None
 
 
 def joined(runs: pd.DataFrame, tables: list[Optional[pd.DataFrame]], columns: list[str]) -> pd.DataFrame:
@@ -297,17 +293,29 @@ def markdown_table(rows: list[dict]) -> str:
 
 def pass_table(results: Results, baseline: str = "grpo", ks: Optional[Sequence[int]] = None) -> str:
     """Algorithm x benchmark: pass@k at the final step, mean ± half CI over seeds, and the paired
-    difference to the baseline with its interval."""
+    difference to the baseline with its interval; how many problems the runs' final evaluations
+    had (a run stopped before its last step ended on the trainer's subset)."""
     rows = []
     for label, scope in results.scopes():
         for (algorithm, benchmark), group in final_rows(scope.evals).groupby(["algorithm", "benchmark"]):
             row = ({"scope": label} if label else {}) | {"algorithm": algorithm, "benchmark": benchmark,
-                                                         "seeds": group["seed"].nunique()}
+                                                         "seeds": group["seed"].nunique(),
+                                                         "problems": problems_cell(group)}
             for k in report_ks(scope, ks):
                 row[f"pass@{k}"] = mean_cell(group[group["k"] == k].groupby("seed")["pass_at_k"].mean())
                 row[f"Δ pass@{k} vs {baseline}"] = difference_cell(scope, benchmark, k, baseline, algorithm)
             rows.append(row)
     return markdown_table(rows)
+
+
+def problems_cell(group: pd.DataFrame) -> str:
+    """'500', '100 (subset)', '100 (subset), 500' over the runs of a group; '—' for runs older than
+    the columns."""
+    if "problems" not in group or group["problems"].isna().all():
+        return "—"
+    sets = group["problem_set"].fillna("full") if "problem_set" in group else pd.Series("full", index=group.index)
+    return ", ".join(sorted({f"{int(n)}" + (" (subset)" if kind == "subset" else "")
+                             for n, kind in zip(group["problems"], sets) if pd.notna(n)}))
 
 
 def mean_cell(values: pd.Series) -> str:

@@ -27,7 +27,7 @@ import os
 import pickle
 import types
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
@@ -99,15 +99,15 @@ class World:
         if self.size > 1:
             torch.distributed.barrier()
 
-    def micro_batches(self, rows: torch.Tensor, micro_batch_size: int) -> list[torch.Tensor]:
-        """This rank's part of a mini-batch's ``rows`` in micro-batches of ``micro_batch_size``, padded
-        with empty ones to the count of the rank with the most (the caller still runs a pass for
-        an empty one). At world size 1: ``rows.split(micro_batch_size)``."""
-        mine = rows.tensor_split(self.size)[self.rank]
-        most = -(-len(rows) // self.size)
-        count = max(1, -(-most // micro_batch_size))
-        chunks = list(mine.split(micro_batch_size))
-        return chunks + [mine[:0]] * (count - len(chunks))
+    def micro_batches(self, rows: torch.Tensor, cut: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[torch.Tensor]:
+        """This rank's part of a mini-batch's ``rows`` in the micro-batches ``cut`` makes of it, padded
+        with empty ones to the count of the rank with the most (the caller still runs a pass for an
+        empty one). Every rank holds the whole batch, so each cuts every rank's part and knows that
+        count without a collective. At world size 1: ``cut(rows)``."""
+        parts = rows.tensor_split(self.size)
+        cuts = [cut(part) for part in parts]
+        mine = cuts[self.rank]
+        return mine + [parts[self.rank][:0]] * (max(1, *(len(c) for c in cuts)) - len(mine))
 
 
 def world_size() -> int:

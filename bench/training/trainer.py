@@ -8,7 +8,8 @@
         adv       = advantage_step(algo, rewards, P, state)   # select -> group -> advantages
         updater.update(...)                               # epochs, mini-batches, micro-batches (update.py)
         engine.sync_weights(model)
-        evaluate() every eval_every steps; sinks.log(step, metrics); checkpoint() on schedule
+        evaluate() every eval_every steps (on eval.subset's problems; the last on all of them)
+        sinks.log(step, metrics); checkpoint() on schedule
 
 ``Trainer.fit`` is that loop. The trainer sees only the typed ``RunConfig`` (built once at the
 command line) and never tests an algorithm's name: what differs lives in the algorithm's hooks.
@@ -149,7 +150,7 @@ class Trainer:
             if last_step:
                 summary.after = self.evaluate()
             elif t.eval_every and self.step % t.eval_every == 0:
-                self.evaluate()
+                self.evaluate(full=False)  # eval.subset's problems: the curve between the two full ones
             metrics |= self.clock.lap()
             self.sinks.log(step, metrics, samples)
             summary.first, summary.last = summary.first or metrics, metrics
@@ -265,10 +266,11 @@ class Trainer:
 
     # --- evaluation, checkpoints ----------------------------------------------------------------
 
-    def evaluate(self) -> dict[str, float]:
-        """pass@k on every eval benchmark at the current step; returns pass@1 per benchmark."""
+    def evaluate(self, full: bool = True) -> dict[str, float]:
+        """pass@k on every eval benchmark at the current step (``full=False``: on its seeded subset);
+        returns pass@1 per benchmark."""
         with self.clock("eval"):
-            evaluation = self.evaluator.evaluate(self.step, self.sampling(self.step, seeds.EVAL_ROUND))
+            evaluation = self.evaluator.evaluate(self.step, self.sampling(self.step, seeds.EVAL_ROUND), full=full)
             self.sinks.log_eval(self.step, evaluation.rows, evaluation.problems)
         return evaluation.pass_at(1)
 

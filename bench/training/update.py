@@ -4,12 +4,17 @@ the denominators of each whole mini-batch, the step's statistics reduced over ev
 ``Updater.update`` is what ``Trainer.train_step`` calls once the batch and its advantages are
 known. Under data parallelism (bench/training/distributed.py) each rank backpropagates its part
 of every mini-batch; the statistics of every rank's micro-batches are gathered before reducing.
+
+Micro-batches are ``trainer.micro_batch_size`` rows, or with ``trainer.micro_batch_tokens`` as
+many rows of similar length as fit a token budget (``by_token_budget``); either way each pass is
+trimmed to the columns its rows use (``trimmed``), so a batch of short responses does not pay
+for one long one. ``train/padding_share`` says what share of the computed positions was padding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -44,6 +49,37 @@ class MicroStats:
     logprob_diff_max: Optional[float] = None  # the largest |engine - policy| log-prob gap (engines that report them)
     rows: Optional[torch.Tensor] = None  # [b] the micro-batch's rows, with seq_logp_b
     seq_logp_b: Optional[torch.Tensor] = None  # [b] float64, each response's log-prob under the sampling policy
+    positions: int = 0  # token positions the forward pass computed: rows x trimmed width, padding included
+    real: int = 0  # of them, prompt and response tokens
+
+
+def trimmed(attention_mask_bt: torch.Tensor) -> slice:
+    """The columns of rows that hold any token: a micro-batch's prompts are left-padded to the
+    batch's longest prompt and its responses right-padded to the longest response, and the columns
+    that are padding in every row of it are dropped (positions follow the attention mask, so the
+    log-probs are those of the untrimmed rows)."""
+    used = attention_mask_bt.bool().any(0).nonzero()
+    return slice(int(used[0]), int(used[-1]) + 1) if len(used) else slice(0, 0)
+
+
+def by_token_budget(rows: torch.Tensor, prompt_b: torch.Tensor, response_b: torch.Tensor,
+                    budget: int) -> list[torch.Tensor]:
+    """``rows`` in micro-batches of at most ``budget`` computed positions each: the rows sorted by
+    length, longest first, and packed greedily while rows x (longest prompt + longest response of
+    the micro-batch) fits, the width ``trimmed`` leaves (a row longer than the budget goes alone).
+    ``prompt_b``, ``response_b``: [N] tokens of every row of the batch."""
+    order = rows[torch.argsort(prompt_b[rows] + response_b[rows], descending=True, stable=True)].tolist()
+    out: list[list[int]] = []
+    longest = (0, 0)
+    for row in order:
+        grown = (max(longest[0], int(prompt_b[row])), max(longest[1], int(response_b[row])))
+        if out and (len(out[-1]) + 1) * sum(grown) <= budget:
+            out[-1].append(row)
+            longest = grown
+        else:
+            out.append([row])
+            longest = (int(prompt_b[row]), int(response_b[row]))
+    return [torch.tensor(micro, dtype=torch.long) for micro in out]
 
 
 class Updater:
@@ -55,6 +91,16 @@ class Updater:
         self.config, self.t, self.algo = config, config.trainer, algo
         self.model, self.ref, self.optimizer, self.scheduler = model, ref, optimizer, scheduler
         self.world, self.clock = world, clock
+
+    def cut(self, r: Rollouts) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+        """How rows of ``r`` are cut into micro-batches: ``trainer.micro_batch_tokens`` or
+        ``trainer.micro_batch_size``."""
+        if not self.t.micro_batch_tokens:
+            return lambda rows: list(rows.split(self.t.micro_batch_size))
+        prompt_b = r.attention_mask[:, : r.prompt_width].sum(-1).cpu()
+        response_b = r.lengths_b.cpu()
+        return lambda rows: [micro.to(rows.device) for micro in
+                             by_token_budget(rows.cpu(), prompt_b, response_b, self.t.micro_batch_tokens)]
 
     def update(self, batch: UpdateBatch, step: int) -> dict[str, float]:
         """PPO epochs over mini-batches and micro-batches; loss denominators per mini-batch."""
@@ -93,7 +139,7 @@ class Updater:
         Data-parallel ranks each take their part of ``rows``; gradients are reduced once, after the
         last micro-batch."""
         norm = LossNorm.of(batch.rollouts.response_mask[rows].float(), self.config.rollout.max_new_tokens)
-        micros = self.world.micro_batches(rows, self.t.micro_batch_size)
+        micros = self.world.micro_batches(rows, self.cut(batch.rollouts))
         out = []
         for i, micro in enumerate(micros):
             distributed.set_gradient_sync(self.model, i == len(micros) - 1)
@@ -104,7 +150,8 @@ class Updater:
         """A pass that adds nothing to the gradient, for a rank whose part of the mini-batch is used
         up: FSDP needs every rank in every forward and backward."""
         r, one = batch.rollouts, rows[:1]
-        logp_bt, _ = token_logprobs(self.model, r.input_ids[one], r.attention_mask[one],
+        cols = trimmed(r.attention_mask[one])
+        logp_bt, _ = token_logprobs(self.model, r.input_ids[one, cols], r.attention_mask[one, cols],
                                     self.config.model.logprob_chunk, with_entropy=False,
                                     temperature=self.config.rollout.temperature, images=r.images_of(one))
         (logp_bt.sum() * 0.0).backward()
@@ -112,17 +159,19 @@ class Updater:
 
     def micro_step(self, batch: UpdateBatch, rows: torch.Tensor, norm: LossNorm, with_stats: bool) -> MicroStats:
         r, t = batch.rollouts, self.t
-        mask = r.response_mask[rows].float()
-        logp_bt, ent_bt = token_logprobs(self.model, r.input_ids[rows], r.attention_mask[rows],
+        cols = trimmed(r.attention_mask[rows])
+        at = (rows[:, None], torch.arange(r.input_ids.shape[1])[cols])  # [b, trimmed width]
+        mask = r.response_mask[at].float()
+        logp_bt, ent_bt = token_logprobs(self.model, r.input_ids[at], r.attention_mask[at],
                                          self.config.model.logprob_chunk, with_entropy=True,
                                          temperature=self.config.rollout.temperature, images=r.images_of(rows))
-        old = logp_bt.detach() if batch.old_logp_bt is None else batch.old_logp_bt[rows]
-        engine_bt = None if r.sample_logp_bt is None else r.sample_logp_bt[rows]
+        old = logp_bt.detach() if batch.old_logp_bt is None else batch.old_logp_bt[at]
+        engine_bt = None if r.sample_logp_bt is None else r.sample_logp_bt[at]
         weight_bt = None
         if engine_bt is not None and t.tis_cap is not None:
             weight_bt = ops.truncated_is_weight(old, engine_bt, t.tis_cap)
         pb = PolicyBatch(logp_bt=logp_bt, old_logp_bt=old, adv_b=batch.adv_b[rows], mask_bt=mask,
-                         ref_logp_bt=None if batch.ref_logp_bt is None else batch.ref_logp_bt[rows],
+                         ref_logp_bt=None if batch.ref_logp_bt is None else batch.ref_logp_bt[at],
                          is_weight_bt=weight_bt)
         token_loss = self.algo.token_loss(pb)
         loss = self.algo.aggregate(token_loss.loss_bt, mask, norm)
@@ -136,8 +185,8 @@ class Updater:
         sums = {f"train/{name}": value.item() * tokens for name, value in token_loss.metrics.items()}
         sums["train/entropy"] = (ent_bt.detach() * mask).sum().item()
         if batch.answer_bt is not None:
-            sums["train/entropy_answer"] = ent_bt.detach()[batch.answer_bt[rows]].sum().item()
-            sums["train/entropy_other"] = ent_bt.detach()[batch.other_bt[rows]].sum().item()
+            sums["train/entropy_answer"] = ent_bt.detach()[batch.answer_bt[at]].sum().item()
+            sums["train/entropy_other"] = ent_bt.detach()[batch.other_bt[at]].sum().item()
         diff_max = None
         if engine_bt is not None:  # the engine's sampling log-probs against the policy's recomputation
             diff_bt = (old - engine_bt).abs() * mask
@@ -147,7 +196,7 @@ class Updater:
                 sums["train/tis_clip_frac"] = ((weight_bt >= t.tis_cap).float() * mask).sum().item()  # held at the cap
         seq_logp_b = (logp_bt.detach() * mask).sum(-1).double().cpu()
         return MicroStats(loss=loss.item(), token_sums=sums, logprob_diff_max=diff_max, rows=rows.cpu(),
-                          seq_logp_b=seq_logp_b)
+                          seq_logp_b=seq_logp_b, positions=mask.numel(), real=int(r.attention_mask[at].sum()))
 
     def reduce(self, stats: list[MicroStats], grad_norms: list[float], tokens: float, adv_b: torch.Tensor,
                split: Optional[dict[str, float]] = None) -> dict[str, float]:
@@ -165,6 +214,7 @@ class Updater:
         diffs = [s.logprob_diff_max for s in stats if s.logprob_diff_max is not None]
         if diffs:
             out["rollout/logprob_diff_max"] = max(max(diffs), 0.0)
+        out["train/padding_share"] = 1.0 - sum(s.real for s in stats) / max(sum(s.positions for s in stats), 1)
         out["train/grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["train/loss"] = sum(s.loss for s in stats) / len(grad_norms)
         measured = [s for s in stats if s.seq_logp_b is not None]  # the first epoch: every row once
@@ -174,5 +224,16 @@ class Updater:
         return out
 
     def logprobs(self, model: Any, r: Rollouts) -> torch.Tensor:
-        return token_logprobs(model, r.input_ids, r.attention_mask, self.config.model.logprob_chunk, with_entropy=False,
-                              temperature=self.config.rollout.temperature, images=r.images_of())[0].detach()
+        """[N, T] every row's token log-probs under ``model`` (no gradient), micro-batch by micro-batch
+        as the update cuts them (every rank the whole batch, the same passes in the same order)."""
+        out: Optional[torch.Tensor] = None
+        for rows in self.cut(r)(torch.arange(len(r))):
+            cols = trimmed(r.attention_mask[rows])
+            at = (rows[:, None], torch.arange(r.input_ids.shape[1])[cols])
+            logp_bt, _ = token_logprobs(model, r.input_ids[at], r.attention_mask[at], self.config.model.logprob_chunk,
+                                        with_entropy=False, temperature=self.config.rollout.temperature,
+                                        images=r.images_of(rows))
+            if out is None:  # float32, or float64 for a float64 model
+                out = torch.zeros(r.input_ids.shape, dtype=logp_bt.dtype, device=logp_bt.device)
+            out[at] = logp_bt.detach()
+        return out

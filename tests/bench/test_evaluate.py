@@ -41,6 +41,7 @@ def test_every_benchmark_has_one_owner_and_unknown_ones_are_named():
     (["eval.n=0"], "eval.n=0 must be >= 1"),
     (["eval.problems=-1"], "eval.problems=-1 must be >= 0"),
     (["eval.confidence=1.5"], "eval.confidence=1.5 must be in (0, 1)"),
+    (["eval.subset=-2"], "eval.subset=-2 must be >= 0 (0: all)"),
     (["eval.greedy=true", "eval.k=[1,4]"], "eval.k=[1, 4]: eval.greedy=true takes one response per problem, so k is 1"),
     (["rollout.temperature=0"], "rollout.temperature=0.0 must be > 0: a rollout samples (greedy decoding is for "
                                 "evaluation: eval.greedy=true)"),
@@ -53,6 +54,19 @@ def test_bad_eval_settings_fail_at_compose_time(overrides, fragment):
 def test_default_ks_are_every_k_up_to_n():
     assert EvalConfig(n=5).ks == (1, 2, 3, 4, 5)
     assert EvalConfig(n=16, k=(16, 1, 4, 4)).ks == (1, 4, 16)
+
+
+def test_a_benchmark_subset_is_a_seeded_uniform_sample_in_the_benchmarks_order():
+    arith = tasks.build(load_run_config(["task.eval_size=500"]).task)
+    bench, = load_benchmarks(EvalConfig(benchmarks=("arith",)), [arith])
+    picked = bench.sample(100)
+    uids = [p.uid for p in bench.problems]
+    assert [p.uid for p in picked.problems] == [p.uid for p in bench.sample(100).problems]  # every call, every run
+    assert len(picked.problems) == 100 and len({p.uid for p in picked.problems}) == 100
+    assert [uids.index(p.uid) for p in picked.problems] == sorted(uids.index(p.uid) for p in picked.problems)
+    assert picked.problems != bench.problems[:100]  # a sample, not the first problems
+    assert 150 < np.mean([uids.index(p.uid) for p in picked.problems]) < 350  # spread over the whole set
+    assert bench.sample(0) is bench and bench.sample(500) is bench and bench.sample(900) is bench
 
 
 def test_benchmarks_take_the_given_task_settings_and_the_owners_defaults_otherwise():

@@ -191,7 +191,7 @@ def test_report_compares_two_evaluation_only_runs_paired_over_problems(mixed, tm
             f"{pass1['riskpo_merged'] - pass1['base']:+.3f}, 95% bootstrap CI over 8 problems [") in text
     assert "No entropy comparison: no training steps logged for riskpo_merged or base" in text
     table = text.split("## pass@k at the final evaluation")[1].split("## Figures")[0]
-    assert "| algorithm | benchmark | seeds | pass@1 | Δ pass@1 vs base | pass@4 | Δ pass@4 vs base |" in table
+    assert "| algorithm | benchmark | seeds | problems | pass@1 | Δ pass@1 vs base | pass@4 | Δ pass@4 vs base |" in table
     merged_row = next(line for line in table.splitlines() if line.startswith("| riskpo_merged | arith | 1 |"))
     assert merged_row.count("(n/a) | ") == 2 and "| — |" not in merged_row  # a paired difference in both Δ cells
     assert f"| {EXPERIMENT} | base | 0 | 0 (evaluation only) | — | `{EXPERIMENT}/base` |" in text
@@ -319,7 +319,17 @@ def test_one_seed_gives_no_interval_over_seeds(tmp_path):
     assert ("riskpo ended with entropy 0.400 vs grpo 0.100 (difference +0.300; one seed in common, no CI: "
             "no difference can be claimed at this scale)") in text
     table = pass_table(results)
-    assert "| riskpo | arith | 1 | 0.500 (n/a) |" in table and "| grpo | arith | 1 | 0.000 (n/a) | — |" in table
+    assert "| riskpo | arith | 1 | — | 0.500 (n/a) |" in table and "| grpo | arith | 1 | — | 0.000 (n/a) | — |" in table
+
+
+def test_the_table_says_how_many_problems_each_final_evaluation_had(tmp_path):
+    """A run stopped between evaluations ended on the trainer's subset; the table says so."""
+    for algorithm, count, kind in (("riskpo", 2, "full"), ("grpo", 1, "subset")):
+        run = make_run(tmp_path, algorithm, 0, 0.4, [4, 0][:count])
+        evals = pd.read_parquet(run / "eval.parquet").assign(problems=count, problem_set=kind)
+        evals.to_parquet(run / "eval.parquet")
+    table = pass_table(load_results(tmp_path))
+    assert "| riskpo | arith | 1 | 2 | " in table and "| grpo | arith | 1 | 1 (subset) | " in table
 
 
 def test_missing_baseline_is_named(tmp_path):

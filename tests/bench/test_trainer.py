@@ -51,6 +51,17 @@ def test_two_steps_of_every_algorithm(tmp_path, algorithm):
     assert metrics["train/entropy_answer"].notna().all() and metrics["train/entropy_other"].notna().all()
 
 
+def test_evaluations_in_between_use_the_same_seeded_subset(tmp_path):
+    run(tmp_path, "algorithm=grpo", "trainer.steps=3", "trainer.eval_every=1", "eval.subset=3")
+    evals = pd.read_parquet(tmp_path / "eval.parquet")
+    sets = evals.groupby("step")[["problem_set", "problems"]].first()
+    assert sets.to_dict("index") == {0: {"problem_set": "full", "problems": 6}, 1: {"problem_set": "subset", "problems": 3},
+                                     2: {"problem_set": "subset", "problems": 3}, 3: {"problem_set": "full", "problems": 6}}
+    uids = pd.read_parquet(tmp_path / "problems.parquet").groupby("step")["uid"].apply(list)
+    assert uids[1] == uids[2] and set(uids[1]) < set(uids[0]) and uids[0] == uids[3]
+    assert uids[1] == [u for u in uids[0] if u in set(uids[1])]  # the benchmark's order kept
+
+
 def test_kl_from_initial_can_be_switched_off(tmp_path):
     run(tmp_path, "algorithm=grpo", "trainer.steps=1", "eval.kl_from_initial=false")
     assert pd.read_parquet(tmp_path / "eval.parquet")["kl_from_initial"].isna().all()

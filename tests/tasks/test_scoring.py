@@ -4,8 +4,11 @@ TrickyTask (scoring_tasks.py), whose completions say how to misbehave."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from scoring_tasks import TrickyConfig, TrickyTask
@@ -91,3 +94,27 @@ def test_ctrl_c_does_not_wait_for_the_chunks_in_flight():
             scorer.score([PROBLEM], ["sleep=60"])
     worker.join(timeout=10)
     assert not worker.is_alive() and time.monotonic() - start < 10
+
+
+def members_of_group(pgid: int) -> list[int]:
+    """Processes (zombies included) whose process group is ``pgid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(command)": state, ppid, pgrp, ...
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_process_that_scored_leaves_no_child_behind():
+    """Worker pools and multiprocessing's resource tracker end with the scorer: once a process
+    that scored has exited, nothing of its process group is left for init to reap."""
+    code = ("from tasks.math import MathConfig, MathTask; from tasks.scoring import Scorer; "
+            "task = MathTask(MathConfig()); p = task.load('math500')[0]\n"
+            "with Scorer(task, workers=2) as s: assert s.score([p], ['\\\\boxed{' + p.answer + '}'])[0].correct")
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    assert process.wait(timeout=120) == 0
+    assert members_of_group(process.pid) == []
