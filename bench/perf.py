@@ -218,23 +218,28 @@ def rollout_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-def step_split(args: argparse.Namespace) -> int:
-
+def trained_metrics(overrides: Sequence[str], prefix: str):
+    """metrics.parquet of a run of the trainer with ``overrides``, in a fresh temporary directory."""
     import pandas as pd
 
     from bench.compose import load_run_config
-    from bench.training.measures import STAGES
     from bench.training.trainer import Trainer
 
-    overrides = ["logger=none", "eval.problems=1", "trainer.eval_every=0", *args.overrides,
-                 f"trainer.steps={args.steps + 1}"]
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-perf-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     trainer = Trainer(load_run_config(overrides), run_dir)
     try:
         trainer.fit()
     finally:
         trainer.close()
-    table = pd.read_parquet(run_dir / "metrics.parquet")
+    return pd.read_parquet(run_dir / "metrics.parquet")
+
+
+def step_split(args: argparse.Namespace) -> int:
+    from bench.training.measures import STAGES
+
+    overrides = ["logger=none", "eval.problems=1", "trainer.eval_every=0", *args.overrides,
+                 f"trainer.steps={args.steps + 1}"]
+    table = trained_metrics(overrides, "bench-perf-")
     rows = table.iloc[1:]  # the first step warms up (workers, allocations)
     step_s = table["budget/wall_seconds"].diff().iloc[1:].mean()  # budget/wall_seconds: cumulative, steps only
     train_stages = [s for s in STAGES if s not in ("eval", "checkpoint")]  # inside a step; the others between steps
@@ -318,22 +323,9 @@ def harness_steps(model_path: Optional[str], steps: int, overrides: Sequence[str
     """Seconds per GRPO step of the trainer on the default step's workload (the first step left
     out: it warms up), from the run's own budget/wall_seconds; and the mean response length.
     ``overrides``: more Hydra overrides (the rollout engine, the loss aggregation)."""
-
-    import pandas as pd
-
-    from bench.compose import load_run_config
-    from bench.training.trainer import Trainer
-
-    overrides = ["algorithm=grpo", "logger=none", "eval.problems=1", "eval.kl_from_initial=false",
-                 "trainer.eval_every=0", f"trainer.steps={steps + 1}", *([f"model.path={model_path}"] if model_path else []),
-                 *overrides]
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-perf-goals-"))
-    trainer = Trainer(load_run_config(overrides), run_dir)
-    try:
-        trainer.fit()
-    finally:
-        trainer.close()
-    table = pd.read_parquet(run_dir / "metrics.parquet")
+    table = trained_metrics(["algorithm=grpo", "logger=none", "eval.problems=1", "eval.kl_from_initial=false",
+                             "trainer.eval_every=0", f"trainer.steps={steps + 1}",
+                             *([f"model.path={model_path}"] if model_path else []), *overrides], "bench-perf-goals-")
     return {"seconds": float(table["budget/wall_seconds"].diff().iloc[1:].median()),
             "length": float(table["rollout/response_length"].iloc[1:].mean())}
 
@@ -343,7 +335,6 @@ def floor_steps(model_path: Optional[str], steps: int) -> dict[str, float]:
     sampler), ``generate`` of the n samples, the verifier in this process, group-normalised
     advantages, one forward/backward of the whole batch through the model's own logits, AdamW.
     What the harness adds above this is its cost."""
-
     from bench.config import ModelConfig
     from bench.models.policy import load_policy
     from bench.training.seeds import PromptSampler
@@ -399,20 +390,17 @@ def wall(command: list[str], cwd: Optional[str] = None, env: Optional[dict] = No
 def default_run(checkout: str, python: str) -> dict[str, float]:
     """``python -m bench.run`` as ``make run`` runs it (logger=none), in ``checkout``: wall time and
     the final pass@1 with its interval."""
-
     import pandas as pd
 
     out = tempfile.mkdtemp(prefix="bench-perf-run-")
     seconds = wall([python, "-m", "bench.run", "logger=none", f"output_dir={out}"], cwd=checkout,
                    env={**os.environ, "PYTHONPATH": checkout})
-
     evals = pd.read_parquet(next(Path(out).rglob("eval.parquet")))
     final = evals[(evals["step"] == evals["step"].max()) & (evals["k"] == 1)].iloc[0]
     return {"seconds": seconds, "pass@1": final["pass_at_k"], "low": final["ci_low"], "high": final["ci_high"]}
 
 
 def goals(args: argparse.Namespace) -> int:
-
     here = str(Path(__file__).resolve().parents[1])
     python = sys.executable
     print(f"speed goals on {os.cpu_count()} cores, {torch.get_num_threads()} torch threads "
@@ -423,11 +411,10 @@ def goals(args: argparse.Namespace) -> int:
         print(f"  step, {label}: harness {harness['seconds']:.3f} s, bare floor {floor['seconds']:.3f} s -> "
               f"{harness['seconds'] / floor['seconds']:.2f}x the floor (goal at tiny: <= 1.10); mean response "
               f"{harness['length']:.1f} vs {floor['length']:.1f} tokens; median of {args.steps} steps")
-    out = tempfile.mkdtemp(prefix="bench-perf-eval-")
-    evaluate = [python, "-m", "bench.evaluate", "eval.n=8", f"output_dir={out}"]
     for name, checkout in (("now", here), *((("before", args.before),) if args.before else ())):
         env = {**os.environ, "PYTHONPATH": checkout}
-        seconds = median(wall(evaluate[:-1] + [f"output_dir={tempfile.mkdtemp()}"], checkout, env) for _ in range(2))
+        seconds = median(wall([python, "-m", "bench.evaluate", "eval.n=8", f"output_dir={tempfile.mkdtemp()}"],
+                              checkout, env) for _ in range(2))
         imports = median(wall([python, "-c", "import tasks"], checkout, env) for _ in range(3))
         run = default_run(checkout, python)
         print(f"  {name} ({checkout}): bench.evaluate of 500 x 8 {seconds:.1f} s (median of 2, start-up included); "

@@ -53,13 +53,14 @@ class MicroStats:
     real: int = 0  # of them, prompt and response tokens
 
 
-def trimmed(attention_mask_bt: torch.Tensor) -> slice:
-    """The columns of rows that hold any token: a micro-batch's prompts are left-padded to the
-    batch's longest prompt and its responses right-padded to the longest response, and the columns
-    that are padding in every row of it are dropped (positions follow the attention mask, so the
-    log-probs are those of the untrimmed rows)."""
-    used = attention_mask_bt.bool().any(0).nonzero()
-    return slice(int(used[0]), int(used[-1]) + 1) if len(used) else slice(0, 0)
+def trimmed(attention_mask_bt: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The index of ``rows`` [b, trimmed width] without the columns that are padding in all of them:
+    a micro-batch's prompts are left-padded to the batch's longest prompt and its responses
+    right-padded to the longest response, and the columns no row of it uses are dropped (positions
+    follow the attention mask, so the log-probs are those of the untrimmed rows)."""
+    used = attention_mask_bt[rows].bool().any(0).nonzero().flatten()
+    columns = torch.arange(int(used[0]), int(used[-1]) + 1) if len(used) else used.new_zeros(0)
+    return rows[:, None], columns.cpu()
 
 
 def by_token_budget(rows: torch.Tensor, prompt_b: torch.Tensor, response_b: torch.Tensor,
@@ -150,8 +151,8 @@ class Updater:
         """A pass that adds nothing to the gradient, for a rank whose part of the mini-batch is used
         up: FSDP needs every rank in every forward and backward."""
         r, one = batch.rollouts, rows[:1]
-        cols = trimmed(r.attention_mask[one])
-        logp_bt, _ = token_logprobs(self.model, r.input_ids[one, cols], r.attention_mask[one, cols],
+        at = trimmed(r.attention_mask, one)
+        logp_bt, _ = token_logprobs(self.model, r.input_ids[at], r.attention_mask[at],
                                     self.config.model.logprob_chunk, with_entropy=False,
                                     temperature=self.config.rollout.temperature, images=r.images_of(one))
         (logp_bt.sum() * 0.0).backward()
@@ -159,8 +160,7 @@ class Updater:
 
     def micro_step(self, batch: UpdateBatch, rows: torch.Tensor, norm: LossNorm, with_stats: bool) -> MicroStats:
         r, t = batch.rollouts, self.t
-        cols = trimmed(r.attention_mask[rows])
-        at = (rows[:, None], torch.arange(r.input_ids.shape[1])[cols])  # [b, trimmed width]
+        at = trimmed(r.attention_mask, rows)  # [b, trimmed width]
         mask = r.response_mask[at].float()
         logp_bt, ent_bt = token_logprobs(self.model, r.input_ids[at], r.attention_mask[at],
                                          self.config.model.logprob_chunk, with_entropy=True,
@@ -228,8 +228,7 @@ class Updater:
         as the update cuts them (every rank the whole batch, the same passes in the same order)."""
         out: Optional[torch.Tensor] = None
         for rows in self.cut(r)(torch.arange(len(r))):
-            cols = trimmed(r.attention_mask[rows])
-            at = (rows[:, None], torch.arange(r.input_ids.shape[1])[cols])
+            at = trimmed(r.attention_mask, rows)
             logp_bt, _ = token_logprobs(model, r.input_ids[at], r.attention_mask[at], self.config.model.logprob_chunk,
                                         with_entropy=False, temperature=self.config.rollout.temperature,
                                         images=r.images_of(rows))
