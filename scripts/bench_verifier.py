@@ -1,5 +1,5 @@
 """Milliseconds per verdict of the math verifier, with its plain-number shortcut and gold cache
-(``tasks.math.equivalent``) against math-verify on every pair (what it did before), on the same
+(``tasks.math_equivalence.equivalent``) against math-verify on every pair (what it did before), on the same
 completions, in this process's main thread (math-verify's time limits need it).
 
     python scripts/bench_verifier.py              # arith and math500, 3 rounds each
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from math_verify import parse, verify  # noqa: E402
 
 import tasks  # noqa: E402
-from tasks import math as math_task  # noqa: E402
+from tasks import math_equivalence as verifier  # noqa: E402
 from tasks.arith import ArithConfig  # noqa: E402
 from tasks.extract import last_boxed  # noqa: E402
 from tasks.math import MathConfig  # noqa: E402
@@ -34,12 +34,12 @@ from tasks.math import MathConfig  # noqa: E402
 
 def math_verify_only(answer: str, gold: str) -> bool:
     """math-verify on every pair, both sides parsed each time (no shortcut, no cache)."""
-    answer, gold = math_task.ascii_form(answer), math_task.ascii_form(gold)
+    answer, gold = verifier.ascii_form(answer), verifier.ascii_form(gold)
     if answer.replace(" ", "") == gold.replace(" ", ""):
         return True
-    golds = [r for text in math_task.forms(gold) for r in parse(f"${text}$")]
-    answers = [r for text in math_task.forms(answer) for r in parse(f"${text}$")]
-    return any(verify(g, a) and math_task._close(g, a, 5) for g in golds for a in answers)
+    golds = [r for text in verifier.forms(gold) for r in parse(f"${text}$")]
+    answers = [r for text in verifier.forms(answer) for r in parse(f"${text}$")]
+    return any(verify(g, a) and verifier._close(g, a, 5) for g in golds for a in answers)
 
 
 def items() -> dict[str, list[tuple[str, str]]]:
@@ -58,7 +58,7 @@ def timed(judge: Callable[[str, str], bool], pairs: list[tuple[str, str]], round
     """(median ms per verdict, right verdicts); the gold cache is emptied before each round."""
     times, right = [], 0
     for _ in range(rounds):
-        math_task._gold_readings.cache_clear()
+        verifier._gold_readings.cache_clear()
         start = time.perf_counter()
         right = sum(judge(answer, gold) for answer, gold in pairs)
         times.append((time.perf_counter() - start) / len(pairs) * 1000)
@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for name, pairs in items().items():
-        fast, right = timed(math_task.equivalent, pairs, args.rounds)
+        fast, right = timed(verifier.equivalent, pairs, args.rounds)
         slow, right_slow = timed(math_verify_only, pairs, args.rounds)
         same = "same verdicts" if right == right_slow else f"DIFFERENT verdicts ({right_slow} right)"
         print(f"{name:8s} {len(pairs):5d} pairs: {fast:.3f} ms per verdict, math-verify on every pair "

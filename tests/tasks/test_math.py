@@ -13,11 +13,11 @@ from tasks.math import (
     MathConfig,
     MathTask,
     boxed_problem,
-    equivalent,
     gsm8k_gold,
     judge,
     olympiad_problem,
 )
+from tasks.math_equivalence import equivalent
 from tasks.scoring import Scorer
 
 needs_data = pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason=f"benchmark data not at {DEFAULT_DATA_DIR}")

@@ -86,7 +86,8 @@ def test_the_noun_a_gsm8k_question_counts_may_follow_the_answer():
     """On the first 300 GSM8K test questions that ask "how many / how much": "<gold> <what it
     counts>" is right, and the same word after "or" (where math-verify's own word list does not
     take it) or "not", or after a wrong number, is not."""
-    from tasks.math import asked_about, judge
+    from tasks.math import judge
+    from tasks.math_equivalence import asked_about
 
     asked = [(p, sorted(asked_about(p.question))) for p in MathTask(MathConfig()).load("gsm8k")]
     asked = [(p, words) for p, words in asked if words][:300]
