@@ -15,7 +15,9 @@ One command, four stages, each algorithm treated alike:
    choice still at an end of its grid is marked in the report);
 3. **final**: every algorithm at its own lr, ``final.seeds``, evaluated on the evaluation set;
    ``variants`` re-run some algorithms at their chosen lr with extra settings (two mini-batches
-   per step, so the importance ratio differs from 1 and clipping can act);
+   per step, so the importance ratio differs from 1 and clipping can act), or at another
+   algorithm's chosen lr (``lr_of``: the final settings otherwise, compared with that algorithm's
+   final runs: the two at about the same distance moved from the initial policy);
 4. **report**: ``bench.report``'s comparison of the final runs (pass@k with CIs and paired tests,
    entropy, answer diversity, metrics against KL from the initial policy), preceded by the lr
    choice, and one report per variant.
@@ -66,6 +68,9 @@ class Variant:
     algorithms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: list[str] = field(default_factory=list)
+    # run at this algorithm's chosen lr (with the final settings, so no overrides) and report
+    # against its final runs; empty: each algorithm at its own chosen lr
+    lr_of: str = ""
 
 
 @dataclass
@@ -108,6 +113,12 @@ def load_protocol(name: str, overrides: Sequence[str] = ()) -> ProtocolConfig:
         if unknown:
             raise ConfigError(f"variants.{variant}.algorithms: {unknown[0]!r} is not one of the protocol's "
                               f"algorithms ({', '.join(protocol.algorithms)})")
+        if spec.lr_of and spec.lr_of not in protocol.algorithms:
+            raise ConfigError(f"variants.{variant}.lr_of: {spec.lr_of!r} is not one of the protocol's algorithms "
+                              f"({', '.join(protocol.algorithms)})")
+        if spec.lr_of and spec.overrides:
+            raise ConfigError(f"variants.{variant}: lr_of compares with {spec.lr_of}'s final runs, so its runs must "
+                              f"have the final settings; drop overrides ({' '.join(spec.overrides)}) or lr_of")
     if not protocol.algorithms or not protocol.sweep.lrs or not protocol.validation:
         raise ConfigError(f"{path.name}: a protocol needs algorithms, sweep.lrs and a validation benchmark")
     inside = [lr for lr in protocol.sweep.extend if min(protocol.sweep.lrs) <= lr <= max(protocol.sweep.lrs)]
@@ -148,13 +159,15 @@ def widen(p: ProtocolConfig, grids: dict[str, list[float]], scores: dict[str, di
 
 
 def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
-    """The final runs and the variants', each algorithm at its chosen lr; seed by seed, so the
-    report of an unfinished protocol has every algorithm."""
-    stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides)]
-    stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides]) for name, v in p.variants.items()]
-    return [Run(stage, name, lrs[name], seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
-                out / stage / f"{name}-{lr_name(lrs[name])}-s{seed}")  # a changed choice never reuses a run
-            for stage, names, seeds, extra in stages for seed in seeds for name in names]
+    """The final runs and the variants', each algorithm at its chosen lr (a variant's ``lr_of``:
+    that algorithm's); seed by seed, so the report of an unfinished protocol has every algorithm."""
+    stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides, "")]
+    stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides], v.lr_of)
+               for name, v in p.variants.items()]
+    return [Run(stage, name, lr, seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
+                out / stage / f"{name}-{lr_name(lr)}-s{seed}")  # a changed choice never reuses a run
+            for stage, names, seeds, extra, lr_of in stages for seed in seeds for name in names
+            for lr in [lrs[lr_of or name]]]
 
 
 def state(run: Run, steps: int) -> str:
@@ -236,19 +249,26 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     from bench.report import write_report
     from bench.reporting.results import Results, conclusion, load_results
 
-    def current(stage: str) -> Results:
-        loaded = load_results(out / stage)
-        return loaded.subset([str(r.run_dir.relative_to(out / stage)) for r in runs if r.stage == stage])
+    def current(*stages: str, algorithms: Sequence[str] = ()) -> Results:
+        """The runs of ``stages`` (of the first all, of the others only those of ``algorithms``)."""
+        return load_results(out, only=[r.run_dir for r in runs if r.stage == stages[0]
+                                       or (r.stage in stages and r.algorithm in algorithms)])
 
     final = current("final")
     others = [name for name in p.algorithms if name not in (p.baseline, p.target)]
     preface = [f"Every other algorithm against {p.baseline}:", "",
                *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
     for name, variant in p.variants.items():
-        if (out / name).is_dir():
+        if not (out / name).is_dir():
+            continue
+        if variant.lr_of:  # against the lr's own algorithm's final runs, same settings
+            write_report(current(name, "final", algorithms=[variant.lr_of]), target / name, p.baseline, p.target)
+            what = (f"{', '.join(variant.algorithms)} at {variant.lr_of}'s chosen lr "
+                    f"({choice[variant.lr_of]['lr']:g}), against {variant.lr_of}'s final runs")
+        else:
             write_report(current(name), target / name, p.baseline, p.target)
-            preface += [f"Variant `{name}` (`{' '.join(variant.overrides)}`, {', '.join(variant.algorithms)} at "
-                        f"their chosen lr): [its report]({name}/report.md).", ""]
+            what = f"`{' '.join(variant.overrides)}`, {', '.join(variant.algorithms)} at their chosen lr"
+        preface += [f"Variant `{name}` ({what}): [its report]({name}/report.md).", ""]
     settings = " ".join([*p.base, *p.final.overrides])
     preface += ["## Settings", "", f"Every final run: `{settings}`; per algorithm:", "",
                 *(f"- {name}: `{' '.join(args) or '(defaults)'}`" for name, args in p.algorithms.items()), ""]

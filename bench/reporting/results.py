@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,14 +64,18 @@ class Results:
             yield (f"{experiment} / {task}" if len(groups) > 1 else ""), self.subset(runs["run_id"])
 
 
-def load_results(root: str | Path, strict: bool = False) -> Results:
-    """Read every run below ``root``; an unfinished run contributes what it has written so far. A
+def load_results(root: str | Path, strict: bool = False, only: Optional[Collection[Path]] = None) -> Results:
+    """Read every run below ``root`` (``only``: those of these run directories that are there; run
+    IDs stay relative to ``root``); an unfinished run contributes what it has written so far. A
     run that cannot be read (a corrupt parquet, a config.yaml that does not parse) is skipped with
     a one-line warning and listed in ``Results.skipped``; ``strict`` raises instead."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results directory")
     found = run_dirs(root)
+    if only is not None:
+        wanted = {Path(d) for d in only}
+        found = [d for d in found if d in wanted]
     if not found:
         raise ValueError(f"{root}: no runs there (a run directory holds metrics.parquet, from bench.run, or "
                          "eval.parquet, from bench.evaluate; none in it or below it)")
@@ -257,6 +261,7 @@ def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
                 d = pass_difference(scope, benchmark, k, baseline, target)
                 text = describe(d, baseline) if np.isfinite(d.value) else f"not available for both ({d.over})"
                 sentences.append(f"pass@{k} on {benchmark}: {target} {text}.")
+            sentences += kl_sentence(scope, benchmark, baseline, target)
             problems = scope.problems[scope.problems["benchmark"] == benchmark]
             if "distinct_correct" in problems and problems["distinct_correct"].notna().any():
                 d = paired_over_problems(final_rows(problems), "distinct_correct", baseline, target, "no problem in both")
@@ -267,6 +272,20 @@ def conclusion(results: Results, baseline: str = "grpo", target: str = "riskpo",
             sentences.append("No pass@k evaluations yet.")
         paragraphs.append(head + " ".join(sentences))
     return "\n\n".join(paragraphs)
+
+
+def kl_sentence(scope: Results, benchmark: str, baseline: str, target: str) -> list[str]:
+    """How far each moved from the initial policy by the final evaluation (none without the KL):
+    an algorithm that moved less is to be compared with the other at the same KL, not at the end."""
+    evals = scope.evals
+    if "kl_from_initial" not in evals or evals["kl_from_initial"].isna().all():
+        return []
+    evals = final_rows(evals[(evals["benchmark"] == benchmark) & (evals["k"] == 1)].dropna(subset=["kl_from_initial"]))
+    d = seed_difference(evals, "kl_from_initial", baseline, target)
+    if not np.isfinite(d.value):
+        return []
+    return [f"KL from the initial policy on {benchmark} at the final evaluation (nats per response): {target} "
+            f"{describe(d, baseline)}; the metrics at equal KL are in the KL figure."]
 
 
 def entropy_sentence(scope: Results, baseline: str, target: str) -> str:

@@ -1,5 +1,5 @@
 """bench.protocol end to end on a miniature protocol: sweep, choice on the validation split, final
-runs at each algorithm's own lr, a variant, the report; a second call runs nothing again, and a
+runs at each algorithm's own lr, a variant with other settings and one at the target's lr, the report; a second call runs nothing again, and a
 run stopped half way resumes from its checkpoint."""
 
 import json
@@ -22,7 +22,8 @@ def write_protocol(tmp_path):
             "sweep": {"lrs": [1e-5, 1e-3], "extend": [1e-7], "overrides": ["trainer.steps=1"]},
             "final": {"seeds": [0], "overrides": ["trainer.steps=2"]},
             "variants": {"two_mini_batches": {"algorithms": ["grpo"], "overrides": ["trainer.mini_batches=2",
-                                                                                   "trainer.prompts_per_step=6"]}},
+                                                                                   "trainer.prompts_per_step=6"]},
+                         "same_lr": {"algorithms": ["grpo"], "lr_of": "riskpo_batch"}},
             "baseline": "grpo", "target": "riskpo_batch"}
     path = tmp_path / "mini.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
@@ -54,11 +55,18 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
     assert (out / "two_mini_batches" / "report.md").is_file()
+    # grpo at riskpo_batch's lr, reported against riskpo_batch's final run (its own report compares the two)
+    same_lr = out / "same_lr" / f"grpo-{lr_name(choice['riskpo_batch']['lr'])}-s0"
+    assert json.loads((same_lr / "run.json").read_text())["algorithm"] == "grpo"
+    assert f"grpo at riskpo_batch's chosen lr ({choice['riskpo_batch']['lr']:g})" in report
+    variant = (out / "same_lr" / "report.md").read_text()
+    assert "riskpo_batch ended with entropy" in variant and "`same_lr/grpo-" in variant
+    assert f"`final/riskpo_batch-{lr_name(choice['riskpo_batch']['lr'])}-s0`" in variant
 
     capsys.readouterr()
     main([str(path), "--out", str(out), "--plan"])  # every run done; the sweep's with its validation score
     plan = capsys.readouterr().out.splitlines()
-    assert len(plan) == tried + 2 + 1 and all(line.startswith("done") for line in plan)
+    assert len(plan) == tried + 2 + 2 and all(line.startswith("done") for line in plan)
     assert f"validation pass@1 {choice['grpo']['validation_pass@1']['1e-05']:.3f}" in plan[0]
 
     # called again: everything is done, nothing runs; --report-only only writes the report elsewhere
@@ -71,7 +79,7 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     before = pd.read_parquet(grpo_dir / "metrics.parquet")
     main([str(path), "--out", str(out), "final.overrides=[trainer.steps=3]"])
     printed = capsys.readouterr().out
-    assert printed.count("protocol: ") == printed.count("(partial)") == 3 and "sweep" not in printed
+    assert printed.count("protocol: ") == printed.count("(partial)") == 4 and "sweep" not in printed
     after = pd.read_parquet(grpo_dir / "metrics.parquet")
     assert after["step"].tolist() == [0, 1, 2]
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
@@ -127,6 +135,10 @@ def test_bad_protocols_are_one_line(tmp_path):
     path = write_protocol(tmp_path)
     with pytest.raises(ConfigError, match="variants.two_mini_batches.algorithms: 'dapo'"):
         load_protocol(str(path), ["variants.two_mini_batches.algorithms=[dapo]"])
+    with pytest.raises(ConfigError, match="variants.same_lr.lr_of: 'dapo' is not one of"):
+        load_protocol(str(path), ["variants.same_lr.lr_of=dapo"])
+    with pytest.raises(ConfigError, match="variants.same_lr: lr_of compares with riskpo_batch's final runs"):
+        load_protocol(str(path), ["variants.same_lr.overrides=[trainer.mini_batches=2]"])
     with pytest.raises(ConfigError, match="sweep.lrs"):
         load_protocol(str(path), ["sweep.lrs=[]"])
     with pytest.raises(ConfigError, match="sweep.extend: 0.0001 lies within sweep.lrs"):

@@ -143,6 +143,29 @@ def test_the_kl_view_plots_each_evaluation_at_its_mean_kl_over_seeds(tmp_path):
     assert line.get_xdata().tolist() == [0.0, 2.0] and line.get_ydata().tolist() == pytest.approx([0.2, 0.5])
 
 
+def test_the_conclusion_says_how_far_each_moved_from_the_initial_policy(tmp_path):
+    for seed, (grpo_kl, riskpo_kl) in enumerate([(4.0, 0.5), (5.0, 0.4), (4.5, 0.6)]):
+        for algorithm, kl in (("grpo", grpo_kl), ("riskpo", riskpo_kl)):
+            run = make_run(tmp_path, algorithm, seed, 0.1, [1, 2])
+            pd.DataFrame({"step": [0, 2, 2], "benchmark": "arith", "k": [1, 1, 4], "pass_at_k": [0.2, 0.4, 0.8],
+                          "n": 4, "kl_from_initial": [0.0, kl, kl], "task_version": "1"}).to_parquet(run / "eval.parquet")
+    text = conclusion(load_results(tmp_path))
+    # per-seed differences -3.5, -4.6, -3.9: mean -4.0, sd 0.5568, t(0.975, 2) 4.303: half-width 1.383
+    assert ("KL from the initial policy on arith at the final evaluation (nats per response): riskpo 0.500 vs grpo "
+            "4.500 (difference -4.000, 95% CI over 3 seeds [-5.383, -2.617]: lower, larger than its CI") in text
+    for algorithm in ("grpo", "riskpo"):  # runs without the KL (eval.kl_from_initial=false): not a word of it
+        make_run(tmp_path / "no_kl", algorithm, 0, 0.1, [1, 2])
+    assert "KL" not in conclusion(load_results(tmp_path / "no_kl"))
+
+
+def test_only_the_run_directories_asked_for_are_loaded(tmp_path):
+    kept = [make_run(tmp_path, "grpo", 0, 0.1, [1]), make_run(tmp_path, "riskpo", 1, 0.1, [1])]
+    make_run(tmp_path, "grpo", 1, 0.1, [1])
+    results = load_results(tmp_path, only=[*kept, tmp_path / "not-a-run"])
+    assert results.runs["run_id"].tolist() == ["hand/grpo-arith-s0", "hand/riskpo-arith-s1"]
+    assert set(results.evals["run_id"]) == set(results.runs["run_id"])
+
+
 # --- evaluation-only runs: bench.evaluate's output directories --------------------------------------
 
 
