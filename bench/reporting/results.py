@@ -162,10 +162,14 @@ def final_window(metrics: pd.DataFrame, column: str, fraction: float = 0.1) -> t
 
 
 def seed_difference(per_run: pd.DataFrame, column: str, baseline: str, target: str) -> Difference:
-    """Mean of ``column`` per algorithm over seeds, and a t-interval of the per-seed differences."""
+    """Mean of ``column`` per algorithm over the seeds both have (over all of each one's seeds
+    when they share none), and a t-interval of the per-seed differences: the difference is the
+    centre of its interval even while one algorithm has run more seeds than the other."""
     by_seed = per_run.groupby(["algorithm", "seed"])[column].mean()
     t, b = by_seed.get(target, pd.Series(dtype=float)), by_seed.get(baseline, pd.Series(dtype=float))
     paired = (t - b).dropna()
+    if len(paired):
+        t, b = t[paired.index], b[paired.index]
     half = half_width(paired)
     over = {0: "no seed in common", 1: "one seed in common"}.get(len(paired), f"CI over {len(paired)} seeds")
     return Difference(t.mean(), b.mean(), paired.mean() - half, paired.mean() + half, over)

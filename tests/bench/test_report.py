@@ -345,6 +345,17 @@ def test_one_seed_gives_no_interval_over_seeds(tmp_path):
     assert "| riskpo | arith | 1 | — | 0.500 (n/a) |" in table and "| grpo | arith | 1 | — | 0.000 (n/a) | — |" in table
 
 
+def test_seeds_only_one_algorithm_has_run_are_left_out_of_the_difference(tmp_path):
+    for seed, (target, baseline) in enumerate([(0.50, 0.10), (0.52, 0.11)]):
+        make_run(tmp_path, "riskpo", seed, target, [1])
+        make_run(tmp_path, "grpo", seed, baseline, [1])
+    make_run(tmp_path, "grpo", 2, 0.90, [1])  # a third grpo seed, riskpo's still to come
+    text = conclusion(load_results(tmp_path))
+    # seeds 0 and 1: differences 0.40 and 0.41, mean 0.405, sd 0.00707, t(0.975, 1) 12.706: half-width 0.0635
+    assert ("riskpo ended with entropy 0.510 vs grpo 0.105 (difference +0.405, 95% CI over 2 seeds "
+            "[+0.341, +0.469]") in text
+
+
 def test_the_table_says_how_many_problems_each_final_evaluation_had(tmp_path):
     """A run stopped between evaluations ended on the trainer's subset; the table says so."""
     for algorithm, count, kind in (("riskpo", 2, "full"), ("grpo", 1, "subset")):
