@@ -25,7 +25,9 @@ One command, four stages, each algorithm treated alike:
 Every run is an ordinary run directory under ``<out>/{sweep,final,<variant>}``. Interrupted, the
 command picks up where it stopped: finished runs are skipped, unfinished ones resume from their
 last checkpoint (runs checkpoint at every evaluation), so their metrics are those of an
-uninterrupted run. A finished run keeps only its last checkpoint.
+uninterrupted run. A finished run keeps only its last checkpoint, and stays done without it: the
+protocols' finished runs are committed (``results/protocol_*``, checkpoints left out), so a fresh
+clone reports from them (``--report-only``) and a protocol carries on where the last one stopped.
 """
 
 from __future__ import annotations
@@ -171,11 +173,20 @@ def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]
 
 
 def state(run: Run, steps: int) -> str:
-    """done, partial (a checkpoint to resume from) or new."""
+    """done, partial (a checkpoint to resume from) or new. A run with no checkpoint is done when it
+    was evaluated at its last step: a finished run as committed, its checkpoints left out."""
     latest = latest_checkpoint(run.run_dir)
     if latest is None:
-        return "new"
+        return "done" if finished_without_checkpoint(run.run_dir, steps) else "new"
     return "done" if checkpoint_step(latest) >= steps else "partial"
+
+
+def finished_without_checkpoint(run_dir: Path, steps: int) -> bool:
+    """Trained ``steps`` steps and evaluated after the last: only the end of a run evaluates at
+    ``steps``, so a run killed on the way never passes."""
+    metrics, evals = read_table(run_dir / "metrics.parquet"), read_table(run_dir / "eval.parquet")
+    return (metrics is not None and evals is not None and not metrics.empty
+            and int(metrics["step"].max()) + 1 >= steps and int(evals["step"].max()) >= steps)
 
 
 def execute(run: Run) -> None:

@@ -3,6 +3,7 @@ runs at each algorithm's own lr, a variant with other settings and one at the ta
 run stopped half way resumes from its checkpoint."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -85,6 +86,19 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
     pd.testing.assert_frame_equal(after[same].iloc[:2], before[same])
     assert sorted(set(pd.read_parquet(grpo_dir / "eval.parquet")["step"])) == [0, 1, 2, 3]
+
+    # as committed: every checkpoint left out; the finished runs stay done and report the same
+    clone = tmp_path / "clone"
+    shutil.copytree(out, clone, ignore=shutil.ignore_patterns("checkpoints", ".lock", "report.md"))
+    main([str(path), "--out", str(clone), "final.overrides=[trainer.steps=3]"])
+    assert "protocol: " not in capsys.readouterr().out
+    assert (clone / "report.md").read_text() == (out / "report.md").read_text().replace(str(out), str(clone))
+    # a run that stopped before its last evaluation, without a checkpoint, starts again
+    evals = pd.read_parquet(clone / grpo_dir.relative_to(out) / "eval.parquet")
+    evals[evals["step"] < 3].to_parquet(clone / grpo_dir.relative_to(out) / "eval.parquet")
+    main([str(path), "--out", str(clone), "final.overrides=[trainer.steps=3]"])
+    printed = capsys.readouterr().out
+    assert printed.count("protocol: ") == 1 and "final grpo " in printed and "(new)" in printed
 
 
 def test_the_sweep_widens_past_an_end_until_its_best_is_inside():
