@@ -3,6 +3,7 @@
     python -m bench.protocol sums                       # conf/protocol/sums.yaml, into results/protocol_sums
     python -m bench.protocol arith --report docs/protocol/arith
     python -m bench.protocol sums final.seeds=[0] --plan    # list the runs and their state, run nothing
+    python -m bench.protocol sums --jobs 2              # two runs side by side, each on half the cores
 
 One command, four stages, each algorithm treated alike:
 
@@ -34,8 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import shutil
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -203,11 +208,41 @@ def execute(run: Run) -> None:
     elif run.run_dir.exists():
         shutil.rmtree(run.run_dir)  # stopped before its first checkpoint: nothing to keep
     print(f"protocol: {run.stage} {run.algorithm} lr={run.lr:g} seed={run.seed} ({status}) -> {run.run_dir}", flush=True)
+    start = time.monotonic()
     train(config, run.run_dir)
+    print(f"protocol: done {run.run_dir} ({(time.monotonic() - start) / 60:.1f} min)", flush=True)
     latest = latest_checkpoint(run.run_dir)
     for old in (run.run_dir / "checkpoints").glob("step-*"):
         if old != latest:
             shutil.rmtree(old)
+
+
+def execute_all(runs: Sequence[Run], jobs: int) -> None:
+    """Every run of ``runs`` to its end, ``jobs`` at a time (each in its own process with
+    ``cpu_count // jobs`` threads: a tiny model's run uses few cores well, so several side by
+    side get more done); the first failure stops the rest and is raised."""
+    if jobs <= 1:
+        for run in runs:
+            execute(run)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=worker_settings, initargs=(threads,)) as pool:
+        futures = [pool.submit(execute, run) for run in runs]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def worker_settings(threads: int) -> None:
+    """A protocol worker: ``threads`` torch threads (unless OMP_NUM_THREADS says otherwise) and no
+    progress bars, whose lines would interleave with the other workers'."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ["TQDM_DISABLE"] = "1"
 
 
 def choose(p: ProtocolConfig, scores: dict[str, dict[float, float]]) -> dict[str, dict]:
@@ -308,11 +343,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("overrides", nargs="*", help="dot-list overrides of the protocol (final.seeds=[0])")
     parser.add_argument("--out", type=Path, help="the results directory (default: results/<name>)")
     parser.add_argument("--report", type=Path, help="where report.md goes (default: the results directory)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained side by side, each in its own process (default 1)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="list the runs and their state; run nothing")
     mode.add_argument("--report-only", action="store_true",
                       help="report on the final runs so far (unfinished ones with what they have); run nothing")
     args = parser.parse_intermixed_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give 1 or more runs to train side by side")
     try:
         protocol(args)
     except ConfigError as err:
@@ -330,12 +369,11 @@ def protocol(args: argparse.Namespace) -> None:
     scores: dict[str, dict[float, float]] = {name: {} for name in p.algorithms}
     seen: set[Path] = set()
     while True:  # the sweep, widened where a best lr is at an end of its grid
-        for run in sweep_runs(p, out, grids):
-            if run.run_dir in seen:
-                continue
-            seen.add(run.run_dir)
-            if running:
-                execute(run)
+        new = [run for run in sweep_runs(p, out, grids) if run.run_dir not in seen]
+        seen.update(run.run_dir for run in new)
+        if running:
+            execute_all(new, args.jobs)
+        for run in new:
             status = run_state(run)
             if status == "done":
                 scores[run.algorithm][run.lr] = validation_score(p, run)
@@ -356,8 +394,8 @@ def protocol(args: argparse.Namespace) -> None:
         print("\n".join(plan_line(run, run_state(run)) for run in later))
         return
     write_atomically(out / "choice.json", lambda tmp: tmp.write_text(json.dumps(choice, indent=1)))
-    for run in later if running else ():
-        execute(run)
+    if running:
+        execute_all(later, args.jobs)
     if not any(state(run, 1) != "new" for run in later if run.stage == "final"):
         raise ConfigError(f"no final run in {out / 'final'} yet; run the protocol first")
     print(f"report: {report(p, out, args.report or out, choice, later)}")

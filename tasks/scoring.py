@@ -93,10 +93,12 @@ _POOLS: set[int] = set()  # the scorers whose worker pools are running
 def _pool_closed(scorer: Scorer) -> None:
     """When the last pool is shut down, stop multiprocessing's resource tracker too: spawned pools
     start it, and left running it outlives this process, a child of the process group for init to
-    reap. (After a pool was killed it is left running: it unlinks what the dead pool left.)"""
+    reap. (After a pool was killed it is left running: it unlinks what the dead pool left.) A
+    tracker this process did not start (a spawned child shares its parent's) is its starter's to stop."""
     _POOLS.discard(id(scorer))
     tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
-    if not _POOLS and tracker is not None and hasattr(tracker, "_stop"):  # CPython's, since 3.8
+    started_here = getattr(tracker, "_pid", None) is not None
+    if not _POOLS and started_here and hasattr(tracker, "_stop"):  # CPython's, since 3.8
         tracker._stop()
 
 

@@ -21,6 +21,7 @@ judge shares of each step's prompts, every rank sees the whole batch, each backp
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ class Trainer:
         t = self.t
         summary = Summary(before=self.evaluate() if self.step == 0 else {}, after={})
         bar = tqdm(range(self.step, t.steps), initial=self.step, total=t.steps, desc=self.config.label("algorithm"),
-                   disable=not self.world.main)
+                   disable=not self.world.main or bool(os.environ.get("TQDM_DISABLE")))  # tqdm's own switch
         for step in bar:
             metrics, samples = self.train_step(step)
             self.step = step + 1
