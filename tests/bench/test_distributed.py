@@ -25,14 +25,15 @@ from bench.run import train
 from bench.training.checkpoints import checkpoint_dir
 from tasks.scoring import Scorer
 
-# threads=1 in both: a CPU matmul's summation order may depend on the thread count. Adam moves a
-# weight whose gradient is near 0 by a fraction of lr that float rounding can change (the ranks sum
-# in another order), so weights agree to a few percent of lr at worst: at lr 1e-5, within 1e-6,
-# while a wrong share of the batch would move many by about lr. Adam hides the gradient's scale,
-# so the gradient norm and the loss are compared too.
+# threads=1 in both: a CPU matmul's summation order may depend on the thread count. float32: on a
+# CPU with bf16 instructions the default is bf16 autocast, whose rounding differs with the batch's
+# shape. Adam moves a weight whose gradient is near 0 by a fraction of lr that float rounding can
+# change (the ranks sum in another order), so weights agree to a few percent of lr at worst: at lr
+# 1e-5, within 1e-6, while a wrong share of the batch would move many by about lr. Adam hides the
+# gradient's scale, so the gradient norm and the loss are compared too.
 BASE = ["trainer.steps=2", "trainer.prompts_per_step=6", "rollout.n=4", "rollout.max_new_tokens=24",
         "eval.problems=5", "eval.n=2", "trainer.eval_every=1", "trainer.checkpoint_every=1", "logger=none",
-        "trainer.micro_batch_size=5", "trainer.threads=1", "seed=3"]
+        "trainer.micro_batch_size=5", "trainer.threads=1", "seed=3", "model.dtype=float32"]
 ALGORITHMS = {
     "grpo": ["algorithm=grpo", "trainer.lr=1e-5"],
     "dapo": ["algorithm=dapo", "trainer.lr=1e-5"],  # dynamic sampling decided on the gathered batch
