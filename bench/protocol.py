@@ -243,6 +243,9 @@ def worker_settings(threads: int) -> None:
     progress bars, whose lines would interleave with the other workers'."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ["TQDM_DISABLE"] = "1"
+    import torch  # already imported by the spawned child's imports, so the variable alone comes too late
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def choose(p: ProtocolConfig, scores: dict[str, dict[float, float]]) -> dict[str, dict]:
