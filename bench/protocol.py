@@ -167,14 +167,15 @@ def widen(p: ProtocolConfig, grids: dict[str, list[float]], scores: dict[str, di
 
 def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
     """The final runs and the variants', each algorithm at its chosen lr (a variant's ``lr_of``:
-    that algorithm's); seed by seed, so the report of an unfinished protocol has every algorithm."""
+    that algorithm's, and none where that is the algorithm's own: its final runs are those runs);
+    seed by seed, so the report of an unfinished protocol has every algorithm."""
     stages = [("final", list(p.algorithms), p.final.seeds, p.final.overrides, "")]
     stages += [(name, v.algorithms, v.seeds, [*p.final.overrides, *v.overrides], v.lr_of)
                for name, v in p.variants.items()]
     return [Run(stage, name, lr, seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
                 out / stage / f"{name}-{lr_name(lr)}-s{seed}")  # a changed choice never reuses a run
             for stage, names, seeds, extra, lr_of in stages for seed in seeds for name in names
-            for lr in [lrs[lr_of or name]]]
+            for lr in [lrs[lr_of or name]] if not (lr_of and lr == lrs[name])]
 
 
 def state(run: Run, steps: int) -> str:
@@ -308,6 +309,11 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     preface = [f"Every other algorithm against {p.baseline}:", "",
                *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
     for name, variant in p.variants.items():
+        if variant.lr_of and all(choice[a]["lr"] == choice[variant.lr_of]["lr"] for a in variant.algorithms):
+            preface += [f"Variant `{name}` ({', '.join(variant.algorithms)} at {variant.lr_of}'s chosen lr) is not run: "
+                        f"that lr ({choice[variant.lr_of]['lr']:g}) is their own, so the final runs above are this "
+                        "comparison.", ""]
+            continue
         if not (out / name).is_dir():
             continue
         if variant.lr_of:  # against the lr's own algorithm's final runs, same settings

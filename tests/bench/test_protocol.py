@@ -11,7 +11,18 @@ import pandas as pd
 import pytest
 
 from bench.compose import ConfigError
-from bench.protocol import ProtocolConfig, Sweep, choose, load_protocol, lr_name, main, widen, worker_settings
+from bench.protocol import (
+    ProtocolConfig,
+    Sweep,
+    Variant,
+    choose,
+    later_runs,
+    load_protocol,
+    lr_name,
+    main,
+    widen,
+    worker_settings,
+)
 
 SMALL = ["task=sums", "model=tiny_sums", "logger=none", "trainer.prompts_per_step=5", "rollout.n=4",
          "rollout.max_new_tokens=40", "eval.problems=6", "eval.n=2", "trainer.eval_every=1",
@@ -58,18 +69,24 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## Learning rates" in report and "riskpo_batch" in report and "two_mini_batches/report.md" in report
     assert (out / "two_mini_batches" / "report.md").is_file()
-    # grpo at riskpo_batch's lr, reported against riskpo_batch's final run (its own report compares the two)
-    same_lr = out / "same_lr" / f"grpo-{lr_name(choice['riskpo_batch']['lr'])}-s0"
-    assert json.loads((same_lr / "run.json").read_text())["algorithm"] == "grpo"
-    assert f"grpo at riskpo_batch's chosen lr ({choice['riskpo_batch']['lr']:g})" in report
-    variant = (out / "same_lr" / "report.md").read_text()
-    assert "riskpo_batch ended with entropy" in variant and "`same_lr/grpo-" in variant
-    assert f"`final/riskpo_batch-{lr_name(choice['riskpo_batch']['lr'])}-s0`" in variant
+    # grpo at riskpo_batch's lr, reported against riskpo_batch's final run (its own report compares the two);
+    # where the two chose the same lr, that run would be grpo's final run again and is not made
+    apart = choice["grpo"]["lr"] != choice["riskpo_batch"]["lr"]
+    if apart:
+        same_lr = out / "same_lr" / f"grpo-{lr_name(choice['riskpo_batch']['lr'])}-s0"
+        assert json.loads((same_lr / "run.json").read_text())["algorithm"] == "grpo"
+        assert f"grpo at riskpo_batch's chosen lr ({choice['riskpo_batch']['lr']:g})" in report
+        variant = (out / "same_lr" / "report.md").read_text()
+        assert "riskpo_batch ended with entropy" in variant and "`same_lr/grpo-" in variant
+        assert f"`final/riskpo_batch-{lr_name(choice['riskpo_batch']['lr'])}-s0`" in variant
+    else:
+        assert "Variant `same_lr` (grpo at riskpo_batch's chosen lr) is not run" in report
+        assert not (out / "same_lr").exists()
 
     capsys.readouterr()
     main([str(path), "--out", str(out), "--plan"])  # every run done; the sweep's with its validation score
     plan = capsys.readouterr().out.splitlines()
-    assert len(plan) == tried + 2 + 2 and all(line.startswith("done") for line in plan)
+    assert len(plan) == tried + 2 + 1 + apart and all(line.startswith("done") for line in plan)
     assert f"validation pass@1 {choice['grpo']['validation_pass@1']['1e-05']:.3f}" in plan[0]
 
     # called again: everything is done, nothing runs; --report-only only writes the report elsewhere
@@ -77,12 +94,15 @@ def test_the_whole_protocol_and_its_resume(tmp_path, capsys):
     assert "protocol: " not in capsys.readouterr().out
     main([str(path), "--out", str(out), "--report-only", "--report", str(tmp_path / "docs")])
     assert "protocol: " not in capsys.readouterr().out and (tmp_path / "docs" / "report.md").read_text() == report
+    # a variant at an algorithm's own lr has no runs of its own: the report says so
+    main([str(path), "--out", str(out), "--report-only", "--report", str(tmp_path / "own"), "variants.same_lr.lr_of=grpo"])
+    assert "Variant `same_lr` (grpo at grpo's chosen lr) is not run" in (tmp_path / "own" / "report.md").read_text()
 
     # more steps planned: the final runs and the variant's resume from their last checkpoint
     before = pd.read_parquet(grpo_dir / "metrics.parquet")
     main([str(path), "--out", str(out), "final.overrides=[trainer.steps=3]"])
     printed = capsys.readouterr().out
-    assert printed.count("(partial)") == printed.count("protocol: done") == 4 and "sweep" not in printed
+    assert printed.count("(partial)") == printed.count("protocol: done") == 3 + apart and "sweep" not in printed
     after = pd.read_parquet(grpo_dir / "metrics.parquet")
     assert after["step"].tolist() == [0, 1, 2]
     same = [c for c in before.columns if not c.startswith(("time/", "budget/wall"))]
@@ -127,6 +147,16 @@ def test_the_sweep_widens_past_an_end_until_its_best_is_inside():
     assert list(choice["a"]["validation_pass@1"]) == ["3e-06", "1e-05", "3e-05", "0.0001", "0.0003"]
     tie = choose(p, {"e": {1e-4: 0.2, 3e-5: 0.2, 3e-4: 0.1}})["e"]
     assert tie["lr"] == 3e-5 and tie["at_grid_end"]  # ties go to the smaller lr
+
+
+def test_a_variant_at_an_algorithms_own_lr_is_its_final_runs(tmp_path):
+    p = ProtocolConfig(algorithms={"grpo": [], "riskpo": []},
+                       variants={"same_lr": Variant(algorithms=["grpo"], seeds=[0, 1], lr_of="riskpo")})
+    own = later_runs(p, tmp_path, {"grpo": 1e-5, "riskpo": 1e-5})
+    assert [(r.stage, r.algorithm) for r in own] == [("final", "grpo"), ("final", "riskpo")] * 3
+    apart = [r for r in later_runs(p, tmp_path, {"grpo": 1e-4, "riskpo": 1e-5}) if r.stage == "same_lr"]
+    assert [(r.algorithm, r.lr, r.seed) for r in apart] == [("grpo", 1e-5, 0), ("grpo", 1e-5, 1)]
+    assert apart[0].run_dir == tmp_path / "same_lr" / "grpo-lr1e-5-s0"
 
 
 def test_a_worker_trains_with_its_share_of_the_threads(monkeypatch):
