@@ -165,6 +165,11 @@ def widen(p: ProtocolConfig, grids: dict[str, list[float]], scores: dict[str, di
     return grew
 
 
+def repeats_final(lr_of: str, name: str, lrs: dict[str, float]) -> bool:
+    """A variant run of ``name`` at ``lr_of``'s lr is ``name``'s final run again when that lr is its own."""
+    return bool(lr_of) and lrs[lr_of] == lrs[name]
+
+
 def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
     """The final runs and the variants', each algorithm at its chosen lr (a variant's ``lr_of``:
     that algorithm's, and none where that is the algorithm's own: its final runs are those runs);
@@ -175,7 +180,7 @@ def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]
     return [Run(stage, name, lr, seed, (*p.base, *p.algorithms[name], *extra, f"experiment_name={p.name}"),
                 out / stage / f"{name}-{lr_name(lr)}-s{seed}")  # a changed choice never reuses a run
             for stage, names, seeds, extra, lr_of in stages for seed in seeds for name in names
-            for lr in [lrs[lr_of or name]] if not (lr_of and lr == lrs[name])]
+            for lr in [lrs[lr_of or name]] if not repeats_final(lr_of, name, lrs)]
 
 
 def state(run: Run, steps: int) -> str:
@@ -309,7 +314,7 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     preface = [f"Every other algorithm against {p.baseline}:", "",
                *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
     for name, variant in p.variants.items():
-        if variant.lr_of and all(choice[a]["lr"] == choice[variant.lr_of]["lr"] for a in variant.algorithms):
+        if variant.lr_of and all(repeats_final(variant.lr_of, a, {n: c["lr"] for n, c in choice.items()}) for a in variant.algorithms):
             preface += [f"Variant `{name}` ({', '.join(variant.algorithms)} at {variant.lr_of}'s chosen lr) is not run: "
                         f"that lr ({choice[variant.lr_of]['lr']:g}) is their own, so the final runs above are this "
                         "comparison.", ""]
