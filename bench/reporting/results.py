@@ -32,6 +32,7 @@ from bench.training.sinks import identify, read_table, run_dirs
 
 ID = ["run_id", "algorithm", "task", "model", "seed", "experiment", "series"]
 CONFIDENCE = 0.95
+NEGLIGIBLE = 0.01  # a difference under 1% of the baseline's value is called negligible, CI or not
 QUANTILES = ("a", "b", "tracker_a", "tracker_b")  # RiskPO's metrics, under algo/riskpo/
 # the columns a table has even when no run has written a row of it yet
 TABLES = {"metrics": ["step"], "eval": ["step", "benchmark", "k", "pass_at_k"],
@@ -227,14 +228,25 @@ def pass_difference(scope: Results, benchmark: str, k: int, baseline: str, targe
 
 
 def describe(d: Difference, baseline: str) -> str:
-    """'0.071 vs grpo 0.052 (difference +0.019, 95% CI over 2 seeds [+0.010, +0.028]: ...)'"""
-    head = f"{d.target:.3f} vs {baseline} {d.baseline:.3f} (difference {d.value:+.3f}"
+    """'0.071 vs grpo 0.052 (difference +0.019, 95% CI over 2 seeds [+0.010, +0.028]: ...)'. A
+    difference whose CI excludes 0 but which is under NEGLIGIBLE of the baseline's value is called
+    negligible: seeds that agree closely make a CI narrow enough to exclude 0 for any change at all."""
+    head = f"{d.target:.3f} vs {baseline} {d.baseline:.3f} (difference {signed(d.value)}"
     if not np.isfinite(d.low):
         return f"{head}; {d.over}, no CI: no difference can be claimed at this scale)"
-    ci = f"{head}, {CONFIDENCE:.0%} {d.over} [{d.low:+.3f}, {d.high:+.3f}]"
+    ci = f"{head}, {CONFIDENCE:.0%} {d.over} [{signed(d.low)}, {signed(d.high)}]"
     if d.low > 0 or d.high < 0:
-        return f"{ci}: {'higher' if d.value > 0 else 'lower'}, larger than its CI, which excludes 0)"
+        direction = "higher" if d.value > 0 else "lower"
+        if abs(d.value) < NEGLIGIBLE * abs(d.baseline):
+            return (f"{ci}: {direction}, the CI excludes 0, but by under {NEGLIGIBLE:.0%} of {baseline}'s value: "
+                    "negligible)")
+        return f"{ci}: {direction}, larger than its CI, which excludes 0)"
     return f"{ci}: no difference at this scale, the CI includes 0)"
+
+
+def signed(x: float) -> str:
+    """+0.019; a value that would print as +0.000 or -0.000 keeps two significant digits (+4.2e-04)."""
+    return f"{x:+.1e}" if 0 < abs(x) < 0.0005 else f"{x:+.3f}"
 
 
 # --- the conclusion and the tables --------------------------------------------------------------

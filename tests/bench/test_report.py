@@ -324,6 +324,17 @@ def test_a_clear_loss_is_called_lower(tmp_path):
     assert text.count("lower, larger than its CI") == 2 and "higher" not in text
 
 
+def test_a_tiny_difference_with_a_tight_ci_is_called_negligible(tmp_path):
+    # entropy +0.0004 on every seed (0.6% of grpo's 0.0700): the CI excludes 0, the change is negligible
+    for seed in (0, 1, 2):
+        make_run(tmp_path, "riskpo", seed, 0.0704 + seed / 1e5, [1, 2])
+        make_run(tmp_path, "grpo", seed, 0.0700 + seed / 1e5, [1, 2])
+    text = conclusion(load_results(tmp_path))
+    assert ("riskpo ended with entropy 0.070 vs grpo 0.070 (difference +4.0e-04, 95% CI over 3 seeds "
+            "[+4.0e-04, +4.0e-04]: higher, the CI excludes 0, but by under 1% of grpo's value: negligible)") in text
+    assert "larger than its CI" not in text
+
+
 def test_identical_runs_show_no_difference(tmp_path):
     for seed, entropy in enumerate([0.2, 0.3, 0.25]):
         for algorithm in ("riskpo", "grpo"):
