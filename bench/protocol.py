@@ -170,6 +170,11 @@ def repeats_final(lr_of: str, name: str, lrs: dict[str, float]) -> bool:
     return bool(lr_of) and lrs[lr_of] == lrs[name]
 
 
+def chosen_lrs(choice: dict[str, dict]) -> dict[str, float]:
+    """Each algorithm's chosen lr, from ``choice.json``'s records."""
+    return {name: c["lr"] for name, c in choice.items()}
+
+
 def later_runs(p: ProtocolConfig, out: Path, lrs: dict[str, float]) -> list[Run]:
     """The final runs and the variants', each algorithm at its chosen lr (a variant's ``lr_of``:
     that algorithm's, and none where that is the algorithm's own: its final runs are those runs);
@@ -313,8 +318,9 @@ def report(p: ProtocolConfig, out: Path, target: Path, choice: dict[str, dict], 
     others = [name for name in p.algorithms if name not in (p.baseline, p.target)]
     preface = [f"Every other algorithm against {p.baseline}:", "",
                *(line for name in others for line in (conclusion(final, p.baseline, name), "")), *choice_lines(p, choice)]
+    lrs = chosen_lrs(choice)
     for name, variant in p.variants.items():
-        if variant.lr_of and all(repeats_final(variant.lr_of, a, {n: c["lr"] for n, c in choice.items()}) for a in variant.algorithms):
+        if variant.lr_of and all(repeats_final(variant.lr_of, a, lrs) for a in variant.algorithms):
             preface += [f"Variant `{name}` ({', '.join(variant.algorithms)} at {variant.lr_of}'s chosen lr) is not run: "
                         f"that lr ({choice[variant.lr_of]['lr']:g}) is their own, so the final runs above are this "
                         "comparison.", ""]
@@ -403,7 +409,7 @@ def protocol(args: argparse.Namespace) -> None:
         print("(the final runs come once the sweep is done and the lrs are chosen)")
         return
     choice = choose(p, scores)
-    later = later_runs(p, out, {name: c["lr"] for name, c in choice.items()})
+    later = later_runs(p, out, chosen_lrs(choice))
     if args.plan:
         print("\n".join(plan_line(run, run_state(run)) for run in later))
         return

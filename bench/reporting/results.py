@@ -367,7 +367,7 @@ def difference_cell(scope: Results, benchmark: str, k: int, baseline: str, algor
     d = pass_difference(scope, benchmark, k, baseline, algorithm)
     if not np.isfinite(d.value):
         return "—"
-    return f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" if np.isfinite(d.low) else f"{d.value:+.3f} (n/a)"
+    return f"{signed(d.value)} [{signed(d.low)}, {signed(d.high)}]" if np.isfinite(d.low) else f"{signed(d.value)} (n/a)"
 
 
 def runs_table(results: Results) -> str:
