@@ -47,7 +47,8 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
                "kl.png": kl_figure(results), "improvement.png": improvement_figure(results, baseline),
                "quantiles.png": quantiles_figure(results)}
     skipped = [f"Left out, unreadable: {len(results.skipped)} run(s).", "", *(f"- {why}" for why in results.skipped), ""]
-    lines = [f"# Report: {len(results.runs)} runs", "", *(skipped if results.skipped else []), "## Conclusion", "",
+    lines = [f"# Report: {len(results.runs)} runs", "", *(skipped if results.skipped else []), *unfinished_notice(results),
+             "## Conclusion", "",
              conclusion(results, baseline, target, ks), "", *preface, "## pass@k at the final evaluation", "",
              f"Mean ± half the {CONFIDENCE:.0%} t-interval over seeds (n/a with one seed); Δ: paired difference to "
              f"{baseline} with its {CONFIDENCE:.0%} interval (bootstrap over problems).", "",
@@ -78,6 +79,21 @@ def write_report(results: Results, out: Path, baseline: str = "grpo", target: st
     path = out / "report.md"
     write_atomically(path, lambda tmp: tmp.write_text("\n".join(lines)))
     return path
+
+
+def unfinished_notice(results: Results) -> list[str]:
+    """A warning naming the training runs below their planned steps: every "final" figure of the
+    report takes such a run at its last evaluation, an earlier step than its finished peers'."""
+    runs = results.runs
+    short = runs[runs["planned_steps"].notna() & (runs["steps"] < runs["planned_steps"].fillna(0))]
+    if short.empty:
+        return []
+    last = results.evals.groupby("run_id")["step"].max()
+    where = {r: f"last evaluated at step {int(last[r])}" if r in last.index else "not evaluated yet" for r in short["run_id"]}
+    return [f"**Unfinished: {len(short)} run(s) below their planned steps.** The final-evaluation tables and the "
+            "conclusion take each at its last evaluation, an earlier step than the finished runs': read them as "
+            "provisional until these runs end.", "",
+            *(f"- `{r.run_id}`: {r.steps}/{r.planned_steps} steps, {where[r.run_id]}" for r in short.itertuples()), ""]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -455,3 +455,15 @@ def test_an_algorithm_keeps_its_colour_across_reports():
                 for s in ["dapo", "grpo", "riskpo", "riskpo_seeking"]}) == 4
     two_experiments = ["a/arith/grpo", "b/arith/grpo"]  # the same algorithm twice: told apart by position
     assert series_color(two_experiments[0], two_experiments) != series_color(two_experiments[1], two_experiments)
+
+
+def test_a_run_below_its_planned_steps_is_named_as_unfinished(tmp_path):
+    make_run(tmp_path, "grpo", 0, 0.1, [4, 0])
+    for seed, planned in ((0, 5), (1, 2)):  # seed 0 stopped after 2 of its 5 steps; seed 1 finished
+        run = make_run(tmp_path, "riskpo", seed, 0.4, [4, 0])
+        (run / "config.yaml").write_text(f"seed: {seed}\nalgorithm: {{name: riskpo}}\ntask: {{name: arith}}\n"
+                                         f"model: {{name: tiny}}\ntrainer: {{steps: {planned}}}\n")
+    text = write_report(load_results(tmp_path), tmp_path).read_text()
+    assert "**Unfinished: 1 run(s) below their planned steps.**" in text
+    assert "- `hand/riskpo-arith-s0`: 2/5 steps, last evaluated at step 2" in text
+    assert "riskpo-arith-s1`: 2/2" not in text.split("## Conclusion")[0]
