@@ -91,7 +91,10 @@ def entropy_figure(results: Results) -> Optional[Figure]:
 
 def kl_figure(results: Results) -> Optional[Figure]:
     """The matched-distance view: pass@1 and answer diversity at every evaluation against the KL
-    of the sampling policy from the initial one (mean over seeds); None when no run measured it."""
+    of the sampling policy from the initial one, one line per run (seeds move at different speeds,
+    so a mean over seeds would pair evaluations at unequal distances); the KL axis is linear up to
+    1 nat and logarithmic beyond, so a run that broke away does not squeeze the others into a corner.
+    None when no run measured it."""
     evals = results.evals
     if "kl_from_initial" not in evals or evals["kl_from_initial"].isna().all():
         return None
@@ -100,13 +103,26 @@ def kl_figure(results: Results) -> Optional[Figure]:
     columns = {c: label for c, label in columns.items() if c in evals and evals[c].notna().any()}
     benchmarks = sorted(set(evals["benchmark"]))
     fig, axes = panels(len(columns) * len(benchmarks), "At equal distance moved: each evaluation against "
-                       "KL(policy || initial policy) on its samples (mean over seeds)")
+                       "KL(policy || initial policy) on its samples (one line per run)")
     for i, (benchmark, (column, label)) in enumerate((b, c) for b in benchmarks for c in columns.items()):
-        mean_band(axes[i], evals[evals["benchmark"] == benchmark], column, x="kl_from_initial")
+        run_lines(axes[i], evals[evals["benchmark"] == benchmark], column, x="kl_from_initial")
         axes[i].set(title=benchmark, xlabel="KL from the initial policy (nats per response)", ylabel=label)
-        axes[i].xaxis.set_major_locator(MaxNLocator())  # KL is no count
+        axes[i].set_xscale("symlog", linthresh=1.0)
     axes[0].legend()
     return fig
+
+
+def run_lines(ax: Axes, frame: pd.DataFrame, y: str, x: str) -> None:
+    """One thin line per run through its evaluations (``y`` against ``x``), in its series' colour,
+    the series named once in the legend."""
+    categories = list(frame["series"].cat.categories)
+    named = set()
+    for (series, _), rows in frame.dropna(subset=[y]).groupby(["series", "run_id"], observed=True):
+        rows = rows.groupby("step")[[x, y]].mean()  # a step evaluated twice (a resumed run)
+        ax.plot(rows[x], rows[y], color=series_color(series, categories), marker="o", markersize=3,
+                linewidth=1, alpha=0.8, label=None if series in named else series)
+        named.add(series)
+    ax.grid(alpha=0.3)
 
 
 def reward_figure(results: Results) -> Optional[Figure]:

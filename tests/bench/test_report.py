@@ -133,14 +133,15 @@ def test_the_probability_of_improvement_by_hand(tmp_path):
     assert x == pytest.approx(0.625)
 
 
-def test_the_kl_view_plots_each_evaluation_at_its_mean_kl_over_seeds(tmp_path):
+def test_the_kl_view_draws_each_run_through_its_own_evaluations(tmp_path):
     for seed, kl in ((0, [0.0, 1.0]), (1, [0.0, 3.0])):
         run = make_run(tmp_path, "grpo", seed, 0.1, [1, 2])
         pd.DataFrame({"step": [0, 2], "benchmark": "arith", "k": 1, "pass_at_k": [0.2, 0.4 + 0.2 * seed], "n": 4,
                       "kl_from_initial": kl, "task_version": "1"}).to_parquet(run / "eval.parquet")
     fig = kl_figure(load_results(tmp_path))
-    line = fig.axes[0].get_lines()[0]
-    assert line.get_xdata().tolist() == [0.0, 2.0] and line.get_ydata().tolist() == pytest.approx([0.2, 0.5])
+    lines = sorted((ln.get_xdata().tolist(), ln.get_ydata().tolist()) for ln in fig.axes[0].get_lines())
+    assert lines == [([0.0, 1.0], pytest.approx([0.2, 0.4])), ([0.0, 3.0], pytest.approx([0.2, 0.6]))]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["grpo"]  # the series named once
 
 
 def test_the_conclusion_says_how_far_each_moved_from_the_initial_policy(tmp_path):
