@@ -34,7 +34,7 @@ from bench.reporting import (
     runs_table,
     time_table,
 )
-from bench.reporting.results import CONFIDENCE
+from bench.reporting.results import CONFIDENCE, steps_cell
 from common import write_atomically
 
 
@@ -85,7 +85,7 @@ def unfinished_notice(results: Results) -> list[str]:
     """A warning naming the training runs below their planned steps: every "final" figure of the
     report takes such a run at its last evaluation, an earlier step than its finished peers'."""
     runs = results.runs
-    short = runs[runs["planned_steps"].notna() & (runs["steps"] < runs["planned_steps"].fillna(0))]
+    short = runs[(runs["steps"] < runs["planned_steps"]).fillna(False)]  # NA: no plan (evaluation-only, no config)
     if short.empty:
         return []
     last = results.evals.groupby("run_id")["step"].max()
@@ -93,7 +93,7 @@ def unfinished_notice(results: Results) -> list[str]:
     return [f"**Unfinished: {len(short)} run(s) below their planned steps.** The final-evaluation tables and the "
             "conclusion take each at its last evaluation, an earlier step than the finished runs': read them as "
             "provisional until these runs end.", "",
-            *(f"- `{r.run_id}`: {r.steps}/{r.planned_steps} steps, {where[r.run_id]}" for r in short.itertuples()), ""]
+            *(f"- `{r.run_id}`: {steps_cell(r)} steps, {where[r.run_id]}" for r in short.itertuples()), ""]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
